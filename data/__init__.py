@@ -1,0 +1,1 @@
+"""bertkit data package (see DESIGN.md)."""

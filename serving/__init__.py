@@ -1,0 +1,1 @@
+"""bertkit serving package (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""bertkit training package (see DESIGN.md)."""
