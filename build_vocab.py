@@ -1,0 +1,109 @@
+"""Learn a BERT WordPiece vocabulary from text files.
+
+    python build_vocab.py --input_file='corpus/*.txt' --output_file=vocab.txt --vocab_size=8000 --do_lower_case
+
+Words are produced by the same basic tokenization as tokenization.FullTokenizer (the original BERT BasicTokenizer),
+so the learned pieces are exactly what the tokenizer will look up. The pieces are learned with tensorflow-text's
+WordPiece learner (the algorithm behind bert_vocab_from_dataset). Output order: [PAD] (id 0), [unused0] ..
+[unused{N-1}], [UNK] [CLS] [SEP] [MASK], any --reserved_tokens, then the learned pieces.
+"""
+import collections
+import glob
+import os
+
+from absl import flags
+
+import bertkit_errors
+import bertkit_io
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("input_file", None, "Comma-separated globs of UTF-8 text files (one sentence/line).")
+flags.DEFINE_string("output_file", None, "Where to write vocab.txt.")
+flags.DEFINE_integer("vocab_size", 30522, "Target vocabulary size, special tokens included (an upper bound).")
+flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents, as for an uncased model.")
+flags.DEFINE_integer("num_unused", 0, "Number of [unusedN] placeholder tokens after [PAD].")
+flags.DEFINE_list("reserved_tokens", [], "Extra tokens to keep right after the special tokens.")
+flags.DEFINE_integer("min_count", 1, "Lowest word-piece frequency the learner may use as threshold.")
+flags.DEFINE_integer("max_token_length", 50, "Words longer than this are not used for learning.")
+flags.DEFINE_integer("max_unique_chars", 1000, "Alphabet size cap (rarer characters are left out).")
+
+SPECIAL = ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def resolve_inputs(patterns):
+    files = []
+    for pattern in [p.strip() for p in (patterns or "").split(",") if p.strip()]:
+        matches = sorted(glob.glob(pattern))
+        if not matches:
+            raise bertkit_errors.UserError(f"--input_file: no file matches {pattern!r}")
+        files.extend(m for m in matches if os.path.isfile(m))
+    if not files:
+        raise bertkit_errors.UserError("--input_file: no input files given")
+    return files
+
+
+def count_words(files, do_lower_case):
+    from tokenization import basic_tokenize
+
+    counts = collections.Counter()
+    for path in files:
+        with open(path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise bertkit_errors.UserError(
+                        f"{path}:{lineno}: not valid UTF-8 (byte offset {e.start} in the line)") from None
+                counts.update(basic_tokenize(line, do_lower_case))
+    return counts
+
+
+def special_tokens(num_unused, reserved):
+    head = ["[PAD]"] + [f"[unused{i}]" for i in range(num_unused)] + SPECIAL
+    return head + [t for t in reserved if t not in head]
+
+
+def build_vocab(files, vocab_size, do_lower_case=True, num_unused=0, reserved_tokens=(), min_count=1,
+                max_token_length=50, max_unique_chars=1000):
+    """-> list of tokens (vocab order)."""
+    from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
+
+    if num_unused < 0:
+        raise bertkit_errors.UserError(f"--num_unused={num_unused}: must be >= 0")
+    head = special_tokens(num_unused, list(reserved_tokens))
+    if vocab_size <= len(head):
+        raise bertkit_errors.UserError(
+            f"--vocab_size={vocab_size}: too small, the {len(head)} special/reserved tokens leave no room for pieces")
+    counts = count_words(files, do_lower_case)
+    if not counts:
+        raise bertkit_errors.UserError(f"--input_file: the input files ({', '.join(files)}) contain no text")
+    learned = learner.learn(counts.items(), vocab_size=vocab_size, reserved_tokens=head, upper_thresh=10_000_000,
+                            lower_thresh=max(1, min_count), num_iterations=4, max_input_tokens=5_000_000,
+                            max_token_length=max_token_length, max_unique_chars=max_unique_chars,
+                            slack_ratio=0.05, include_joiner_token=False, joiner="##")
+    seen = set(head)
+    pieces = []
+    for t in learned:
+        if t not in seen and t.strip() == t and t:
+            seen.add(t)
+            pieces.append(t)
+    return (head + pieces)[:vocab_size]
+
+
+def main(argv):
+    del argv
+    if not FLAGS.output_file:
+        raise bertkit_errors.UserError("--output_file is required")
+    files = resolve_inputs(FLAGS.input_file)
+    vocab = build_vocab(files, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.num_unused, FLAGS.reserved_tokens,
+                        FLAGS.min_count, FLAGS.max_token_length, FLAGS.max_unique_chars)
+    out_dir = os.path.dirname(os.path.abspath(FLAGS.output_file))
+    bertkit_io.ensure_writable_dir(out_dir, "output_file")
+    with bertkit_io.atomic_write(FLAGS.output_file) as f:
+        for t in vocab:
+            f.write(t + "\n")
+    print(f"wrote {len(vocab)} tokens to {FLAGS.output_file}")
+
+
+if __name__ == "__main__":
+    bertkit_errors.run_main(main)
