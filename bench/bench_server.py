@@ -1,0 +1,267 @@
+"""Benchmark serve.py on loopback: batch-1 latency next to a direct SavedModel call, and throughput of 32
+concurrent clients without and with dynamic batching.
+
+    .venv/bin/python bench/bench_server.py                 # toy text model doing real matmuls (~ms per call)
+    .venv/bin/python bench/bench_server.py --model=bert    # a small BERT encoder from modeling/ (serve_ids-style)
+
+Targets: server latency at batch 1 no more than 10% above the direct call; throughput with --enable_batching at
+least 3x the throughput without. Everything runs on 127.0.0.1 with bounded request counts. The server runs as a
+`serve.py` subprocess so that client and server do not share a Python interpreter; on a small, busy machine the
+client competes with the server for CPU, so read the figures next to the load average printed with them.
+
+The toy model is one vector per request, so a batch-1 call is memory-bound and batching pays off on CPU. A BERT
+request already is a [seq, hidden] matrix: on a CPU with few cores, concurrent batch-1 calls keep the cores as busy as
+one merged call, so expect little or no gain from batching there (it pays off on accelerators).
+"""
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+WORDS = ("the market rallied as shares in the technology sector rose sharply after strong results were reported "
+         "by several large companies while the central bank kept interest rates unchanged").split()
+
+
+def sample_text(i, n_words=24):
+    return " ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(n_words))
+
+
+def build_toy(path, hidden=3072, layers=4):
+    """text -> hashed word embeddings -> mean -> `layers` dense layers of `hidden` units -> 5 class probabilities."""
+    import tensorflow as tf
+    tf.random.set_seed(0)
+
+    class Toy(tf.Module):
+        def __init__(self):
+            super().__init__()
+            init = tf.random_normal_initializer(stddev=0.02)
+            self.emb = tf.Variable(init([32768, 512]))
+            dims = [512] + [hidden] * layers
+            self.ws = [tf.Variable(init([a, b])) for a, b in zip(dims[:-1], dims[1:])]
+            for i, w in enumerate(self.ws):
+                setattr(self, f"w{i}", w)
+            self.out = tf.Variable(init([hidden, 5]))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve(self, text):
+            ids = tf.strings.to_hash_bucket_fast(tf.strings.split(text), 32768)
+            h = tf.reduce_mean(tf.ragged.map_flat_values(tf.nn.embedding_lookup, self.emb, ids), axis=1)
+            for w in self.ws:
+                h = tf.nn.relu(tf.matmul(h, w))
+            logits = tf.matmul(h, self.out)
+            return {"probabilities": tf.nn.softmax(logits), "label_id": tf.argmax(logits, axis=1)}
+
+    m = Toy()
+    tf.saved_model.save(m, path, signatures={"serving_default": m.serve})
+    return {"text": None}
+
+
+def build_bert(path, seq_len=64):
+    """A small BERT encoder (hidden 256, 4 layers, seq 64) from modeling/, served on token ids."""
+    import tensorflow as tf
+    from modeling import ModelConfig, build_encoder
+    cfg = {"vocab_size": 8000, "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+           "intermediate_size": 1024, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+           "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 128, "type_vocab_size": 2,
+           "initializer_range": 0.02}
+    cfg_path = os.path.join(os.path.dirname(os.path.dirname(path)), "bert_config.json")
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    encoder = build_encoder(ModelConfig.from_json_file(cfg_path))
+    spec = tf.TensorSpec([None, seq_len], tf.int32)
+
+    class Wrapper(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+
+        @tf.function(input_signature=[spec, spec, spec])
+        def serve(self, input_ids, input_mask, segment_ids):
+            out = self.encoder({"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids},
+                               training=False)
+            return {"pooled_output": out["pooled_output"]}
+
+    w = Wrapper()
+    w.serve.get_concrete_function()
+    tf.saved_model.save(w, path, signatures={"serving_default": w.serve})
+    return {"seq_len": seq_len}
+
+
+def make_instance(kind, i, info):
+    if kind == "toy":
+        return sample_text(i)
+    n = info["seq_len"]
+    length = 16 + (i % 3) * 8
+    ids = [101] + [1000 + (i * 31 + j) % 7000 for j in range(length - 2)] + [102] + [0] * (n - length)
+    return {"input_ids": ids, "input_mask": [1] * length + [0] * (n - length), "segment_ids": [0] * n}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, base_path, batching, max_batch_size, batch_timeout_micros, num_batch_threads=1):
+        self.port = free_port()
+        args = [sys.executable, os.path.join(ROOT, "serve.py"), "--model_name=m", f"--model_base_path={base_path}",
+                f"--rest_api_port={self.port}", "--file_system_poll_wait_seconds=0"]
+        if batching:
+            args += ["--enable_batching", f"--max_batch_size={max_batch_size}",
+                     f"--batch_timeout_micros={batch_timeout_micros}", f"--num_batch_threads={num_batch_threads}"]
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 180
+        lines = []
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError("serve.py exited:\n" + "".join(lines[-20:]))
+            lines.append(line)
+            if line.startswith("serving "):
+                return
+        raise RuntimeError("serve.py did not start:\n" + "".join(lines[-20:]))
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def server_latencies(conn, payloads):
+    out = []
+    for body in payloads:
+        t0 = time.perf_counter()
+        conn.request("POST", "/v1/models/m:predict", body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        data = r.read()
+        out.append(time.perf_counter() - t0)
+        if r.status != 200:
+            raise RuntimeError(data[:500])
+    return out
+
+
+def direct_latencies(fn, kind, instances):
+    import numpy as np
+    import tensorflow as tf
+    out = []
+    for inst in instances:
+        t0 = time.perf_counter()
+        if kind == "toy":
+            res = fn(text=tf.constant([inst]))
+        else:
+            res = fn(**{k: tf.constant(np.asarray([v], np.int32)) for k, v in inst.items()})
+        {k: v.numpy() for k, v in res.items()}
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def throughput(port, kind, info, clients, per_client):
+    import aiohttp
+    conn = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=600)
+    url = f"http://127.0.0.1:{port}/v1/models/m:predict"
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+        async def client(c):
+            for k in range(per_client):
+                body = json.dumps({"instances": [make_instance(kind, c * per_client + k, info)]})
+                async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(await r.text())
+        await asyncio.gather(*(client(c) for c in range(min(clients, 4))))   # warm-up: connections, traces
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(c) for c in range(clients)))
+        return clients * per_client / (time.perf_counter() - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=["toy", "bert"], default="toy")
+    ap.add_argument("--hidden", type=int, default=3072, help="toy model: width of its dense layers")
+    ap.add_argument("--layers", type=int, default=4, help="toy model: number of dense layers")
+    ap.add_argument("--latency_iters", type=int, default=60, help="batch-1 requests per round (3 rounds each)")
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--requests_per_client", type=int, default=8)
+    ap.add_argument("--max_batch_size", type=int, default=32)
+    ap.add_argument("--batch_timeout_micros", type=int, default=2000)
+    ap.add_argument("--num_batch_threads", type=int, default=1)
+    args = ap.parse_args()
+
+    import psutil
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    tmp = tempfile.mkdtemp(prefix="bench_server_")
+    try:
+        run_benchmarks(args, tmp, tf, psutil)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_benchmarks(args, tmp, tf, psutil):
+    base = os.path.join(tmp, "model")
+    if args.model == "toy":
+        info = build_toy(os.path.join(base, "1"), hidden=args.hidden, layers=args.layers)
+    else:
+        info = build_bert(os.path.join(base, "1"))
+    fn = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"]
+    instances = [make_instance(args.model, i, info) for i in range(args.latency_iters)]
+    payloads = [json.dumps({"instances": [inst]}).encode() for inst in instances]
+    direct_latencies(fn, args.model, instances[:10])   # warm-up
+
+    print(f"model: {args.model}; cpus: {os.cpu_count()}; load average before: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    srv = Server(base, batching=False, max_batch_size=args.max_batch_size,
+                 batch_timeout_micros=args.batch_timeout_micros)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)   # one keep-alive connection
+        server_latencies(conn, payloads[:10])    # warm-up
+        direct, served = [], []
+        for _ in range(3):   # alternate one direct call and one request, so load changes hit both sides alike
+            for inst, body in zip(instances, payloads):
+                direct += direct_latencies(fn, args.model, [inst])
+                served += server_latencies(conn, [body])
+        del fn
+        d_med, s_med = statistics.median(direct) * 1e3, statistics.median(served) * 1e3
+        paired = statistics.median(s - d for s, d in zip(served, direct)) * 1e3
+        print(f"batch-1 latency, median of {len(direct)}: direct SavedModel call {d_med:.2f} ms, "
+              f"serve.py {s_med:.2f} ms -> {(s_med / d_med - 1) * 100:+.1f}% "
+              f"(median paired difference {paired:+.2f} ms; target <= +10%)", flush=True)
+        p90 = lambda xs: statistics.quantiles(xs, n=10)[-1] * 1e3   # noqa: E731
+        print(f"  p90: direct {p90(direct):.2f} ms, serve.py {p90(served):.2f} ms", flush=True)
+        conn.close()
+        tput_plain = asyncio.run(throughput(srv.port, args.model, info, args.clients, args.requests_per_client))
+    finally:
+        srv.stop()
+    print(f"throughput, {args.clients} concurrent clients, batching off: {tput_plain:.1f} requests/s", flush=True)
+    srv = Server(base, batching=True, max_batch_size=args.max_batch_size,
+                 batch_timeout_micros=args.batch_timeout_micros, num_batch_threads=args.num_batch_threads)
+    try:
+        tput_batched = asyncio.run(throughput(srv.port, args.model, info, args.clients, args.requests_per_client))
+    finally:
+        srv.stop()
+    print(f"throughput, {args.clients} concurrent clients, batching on (max_batch_size={args.max_batch_size}, "
+          f"batch_timeout_micros={args.batch_timeout_micros}, num_batch_threads={args.num_batch_threads}): "
+          f"{tput_batched:.1f} requests/s -> {tput_batched / tput_plain:.2f}x (target >= 3x)", flush=True)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+          f"cpu busy now {psutil.cpu_percent(interval=0.5):.0f}%", flush=True)
+
+
+if __name__ == "__main__":
+    main()
