@@ -139,13 +139,20 @@ def write_corpus_copies(src, dst, copies):
     return dst
 
 
-def build_bbc(output_dir, seed=12345, dev_fraction=0.2, corpus_copies=()):
+def build_bbc(output_dir, seed=12345, dev_fraction=0.2, corpus_copies=(), max_docs_per_label=None):
     """Write corpus.txt, train.tsv, dev.tsv (and corpus_x{N}.txt for N in corpus_copies) into output_dir.
 
-    Deterministic and idempotent: the same arguments always give the same bytes. Returns a dict of paths and counts.
+    `max_docs_per_label` keeps only the first N articles (by id) of each label: a small, still balanced data set for
+    quick runs (`make demo FAST=1`, tests). Deterministic and idempotent: the same arguments always give the same
+    bytes. Returns a dict of paths and counts.
     """
     bertkit_io.ensure_writable_dir(output_dir)
     articles = read_articles()
+    if max_docs_per_label is not None:
+        if max_docs_per_label < 2:
+            raise bertkit_errors.UserError(f"max_docs_per_label={max_docs_per_label}: must be at least 2")
+        articles = [a for label in LABELS for a in sorted(x for x in articles if x[1] == label)[:max_docs_per_label]]
+        articles.sort()
     train, dev = stratified_split(articles, seed=seed, dev_fraction=dev_fraction)
     paths = {name: os.path.join(output_dir, name) for name in ("corpus.txt", "train.tsv", "dev.tsv")}
     _write_corpus(paths["corpus.txt"], articles)
@@ -165,9 +172,12 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--dev_fraction", type=float, default=0.2)
     parser.add_argument("--copies", type=int, nargs="*", default=[], help="also write corpus_x{N}.txt")
+    parser.add_argument("--max_docs_per_label", type=int, default=None,
+                        help="keep only the first N articles of each label (quick runs)")
     args = parser.parse_args(argv)
     try:
-        result = build_bbc(args.output_dir, seed=args.seed, dev_fraction=args.dev_fraction, corpus_copies=args.copies)
+        result = build_bbc(args.output_dir, seed=args.seed, dev_fraction=args.dev_fraction, corpus_copies=args.copies,
+                           max_docs_per_label=args.max_docs_per_label)
     except bertkit_errors.UserError as e:
         raise SystemExit(f"error: {e}")
     print(result)

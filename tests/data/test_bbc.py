@@ -79,3 +79,15 @@ def test_corpus_copies(built):
 ])
 def test_split_sentences(paragraph, expected):
     assert bbc.split_sentences(paragraph) == expected
+
+
+def test_max_docs_per_label_keeps_a_balanced_slice(tmp_path):
+    from data import bbc
+
+    result = bbc.build_bbc(str(tmp_path), max_docs_per_label=10)
+    assert result["num_documents"] == 50
+    assert result["num_train"] + result["num_dev"] == 50
+    with open(result["train"], encoding="utf-8") as f:
+        labels = [line.split("\t")[1] for line in list(f)[1:]]
+    assert sorted(set(labels)) == list(bbc.LABELS)
+    assert all(labels.count(label) == 8 for label in bbc.LABELS)
