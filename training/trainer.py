@@ -587,10 +587,14 @@ def restore_encoder_weights(encoder, path, name="encoder"):
     """Load a bertkit checkpoint's `encoder` (tf.train.Checkpoint(encoder=...)) into `encoder`.
 
     UserError (flag --init_checkpoint) when the checkpoint has no encoder, lacks one of our variables, or a variable's
-    shape differs (the message names the variable and both shapes).
+    shape differs (the message names the variable and both shapes). Other formats (original TF1 BERT/ALBERT
+    checkpoints, HuggingFace directories, keras-hub presets) are delegated to
+    `modeling.checkpoints.init_from_checkpoint` (then the return value is `path`).
     """
     prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
     if not prefix or not (tf.io.gfile.exists(prefix + ".index") or tf.io.gfile.exists(prefix)):
+        if _foreign_format(path):  # a TF1 / HuggingFace / keras-hub checkpoint: modeling.checkpoints loads it
+            return _init_foreign(encoder, path)
         raise bertkit_errors.UserError(f"--init_checkpoint={path}: no checkpoint found")
     try:
         reader = tf.train.load_checkpoint(prefix)
@@ -598,6 +602,8 @@ def restore_encoder_weights(encoder, path, name="encoder"):
         raise bertkit_errors.UserError(f"--init_checkpoint={path}: cannot read checkpoint ({e})") from None
     shapes = reader.get_variable_to_shape_map()
     if not any(k.startswith(f"{name}/") for k in shapes):
+        if _foreign_format(path):
+            return _init_foreign(encoder, path)
         raise bertkit_errors.UserError(f"--init_checkpoint={path}: not a bertkit checkpoint (no '{name}' object)")
     problem = None
     try:
@@ -620,6 +626,23 @@ def restore_encoder_weights(encoder, path, name="encoder"):
             logging.set_verbosity(verbosity)
         raise bertkit_errors.UserError(f"--init_checkpoint={path}: {problem}")
     return prefix
+
+
+def _foreign_format(path):
+    """The format name when `path` is a checkpoint modeling.checkpoints reads other than bertkit's, else None."""
+    from modeling import checkpoints
+    try:
+        fmt = checkpoints.detect_format(path)
+    except bertkit_errors.UserError:
+        return None
+    return fmt if fmt != "bertkit" else None
+
+
+def _init_foreign(encoder, path):
+    from modeling import checkpoints
+    what = checkpoints.init_from_checkpoint(encoder, path)
+    logging.info("--init_checkpoint=%s: loaded %s", path, what)
+    return path
 
 
 def _shape_message(error):

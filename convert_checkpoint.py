@@ -1,0 +1,40 @@
+"""Convert a checkpoint to a bertkit model directory (ckpt-0 + checkpoint, bert_config.json, vocab.txt, bertkit.json).
+
+Reads any format modeling.checkpoints knows, detected from the path: original Google TF1 BERT/ALBERT checkpoints
+(bert_model.ckpt with bert_config.json / albert_config.json and vocab.txt beside it), HuggingFace directories
+(config.json + model.safetensors), keras-hub BertBackbone presets, and bertkit checkpoints.
+
+    python convert_checkpoint.py --input_checkpoint=uncased_L-12_H-768_A-12/bert_model.ckpt --output_dir=bert_base
+"""
+from absl import flags
+
+import bertkit_errors
+
+flags.DEFINE_string("input_checkpoint", None, "Checkpoint prefix or model directory to convert.")
+flags.DEFINE_string("output_dir", None, "Where to write the bertkit model directory.")
+flags.DEFINE_string("bert_config_file", None, "Model config, for TF1 checkpoints without one beside them "
+                    "(overrides the one found there).")
+flags.DEFINE_string("vocab_file", None, "Vocabulary to copy (default: the one beside the checkpoint).")
+flags.DEFINE_bool("do_lower_case", None, "Recorded in bertkit.json (default: from the source when it says).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise bertkit_errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    for name in ("input_checkpoint", "output_dir"):
+        if not getattr(FLAGS, name):
+            raise bertkit_errors.UserError(f"--{name}: required")
+    from modeling import checkpoints
+
+    info = checkpoints.convert_to_bertkit(FLAGS.input_checkpoint, FLAGS.output_dir,
+                                          bert_config_file=FLAGS.bert_config_file, vocab_file=FLAGS.vocab_file,
+                                          do_lower_case=FLAGS.do_lower_case)
+    print(f"read {info['format']} checkpoint {FLAGS.input_checkpoint} ({info['model_type']}, "
+          f"{' + '.join(['encoder'] + info['heads'])})")
+    print(f"wrote {info['prefix']}")
+    print(f"vocab: {info['vocab_file'] or 'none'}; do_lower_case: {info['do_lower_case']}")
+
+
+if __name__ == "__main__":
+    bertkit_errors.run_main(main)
