@@ -9,6 +9,16 @@ serving/export.py is present and --vocab_file given, a SavedModel under export/.
 
     python run_pretraining.py --bert_config_file=configs/tiny_bert.json --input_file='out/*.tfrecord' \
         --output_dir=pretrain_out --do_train --do_eval --vocab_file=vocab.txt --num_train_steps=1000
+
+TinyBERT general distillation: with --teacher_config_file and --teacher_checkpoint the --bert_config_file model is a
+student trained on the same records with the embedding, hidden-state and attention losses against the frozen teacher
+(training/tinybert.py; --layer_mapping, --attention_loss, --temperature; --distill_mlm adds the student's MLM loss).
+The checkpoints then also hold `fit_dense` (student width -> teacher width, when they differ); metrics
+embedding_loss, hidden_loss, attention_loss (+ masked_lm_*). The output directory is a normal bertkit model directory
+of the student (run_classifier --init_checkpoint reads it).
+
+    python run_pretraining.py --bert_config_file=configs/tinybert_4l_312.json \
+        --teacher_config_file=configs/bert_base_uncased.json --teacher_checkpoint=teacher_dir ...
 """
 import glob
 import json
@@ -58,6 +68,15 @@ flags.DEFINE_bool("do_lower_case", True, "Recorded in bertkit.json for export/fi
 flags.DEFINE_integer("seed", None, "Random seed (weights init, data order, dropout).")
 flags.DEFINE_integer("log_steps", None, "Log/summary interval in steps (default: save_checkpoints_steps / 10).")
 flags.DEFINE_integer("keep_checkpoint_max", 5, "How many checkpoints to keep.")
+flags.DEFINE_string("teacher_config_file", None, "TinyBERT general distillation: the teacher's config json (BERT, "
+                    "ALBERT or MobileBERT). With --teacher_checkpoint, --bert_config_file is the student.")
+flags.DEFINE_string("teacher_checkpoint", None, "The teacher's weights (a bertkit checkpoint or model directory).")
+flags.DEFINE_string("layer_mapping", "uniform", "Student layer -> teacher layer: 'uniform' or 's:t,...' "
+                    "(e.g. 0:2,1:5,2:8,3:11 for 12 -> 4 layers).")
+flags.DEFINE_enum("attention_loss", "mse", ["mse", "kl", "none"], "Attention distillation loss (TinyBERT: mse).")
+flags.DEFINE_float("temperature", 1.0, "Distillation temperature (for the soft-label terms).")
+flags.DEFINE_bool("distill_mlm", False, "Also train the student's masked-LM head on the stored masks (MLM loss added "
+                  "to the distillation loss).")
 
 FLAGS = flags.FLAGS
 
@@ -103,6 +122,60 @@ def _dynamic_masker(config):
     return pipeline.DynamicMasker(len(vocab), vocab["[MASK]"], special, FLAGS.max_predictions_per_seq)
 
 
+def _check_teacher_flags(config):
+    """The teacher's config (general distillation), checked against the student's and the flags."""
+    from modeling import ModelConfig
+
+    for name in ("teacher_config_file", "teacher_checkpoint"):
+        if not getattr(FLAGS, name):
+            other = "teacher_checkpoint" if name == "teacher_config_file" else "teacher_config_file"
+            raise bertkit_errors.UserError(f"--{name}: required with --{other} (general distillation)")
+    if not os.path.isfile(FLAGS.teacher_config_file):
+        raise bertkit_errors.UserError(f"--teacher_config_file={FLAGS.teacher_config_file}: no such file")
+    if not (os.path.exists(FLAGS.teacher_checkpoint) or os.path.exists(FLAGS.teacher_checkpoint + ".index")):
+        raise bertkit_errors.UserError(f"--teacher_checkpoint={FLAGS.teacher_checkpoint}: no such checkpoint")
+    teacher = ModelConfig.from_json_file(FLAGS.teacher_config_file)
+    if teacher.vocab_size != config.vocab_size:
+        raise bertkit_errors.UserError(
+            f"--teacher_config_file={FLAGS.teacher_config_file}: vocab_size {teacher.vocab_size} differs from the "
+            f"student's {config.vocab_size} ({FLAGS.bert_config_file}); teacher and student must share the vocabulary")
+    if FLAGS.max_seq_length > teacher.max_position_embeddings:
+        raise bertkit_errors.UserError(
+            f"--max_seq_length={FLAGS.max_seq_length}: longer than max_position_embeddings "
+            f"{teacher.max_position_embeddings} of {FLAGS.teacher_config_file}")
+    if FLAGS.attention_loss != "none" and teacher.num_attention_heads != config.num_attention_heads:
+        raise bertkit_errors.UserError(
+            f"--attention_loss={FLAGS.attention_loss}: the student has {config.num_attention_heads} attention heads "
+            f"and the teacher {teacher.num_attention_heads}; the attention loss needs equal counts "
+            "(or --attention_loss=none)")
+    from training import distillation
+
+    distillation.parse_layer_mapping(FLAGS.layer_mapping, config.num_hidden_layers, teacher.num_hidden_layers)
+    return teacher
+
+
+def _distillation_setup(config, model):
+    """(network, loss_fn, metric_names, trainable_variables_fn, extra checkpoint items) for general distillation.
+    Inside strategy.scope(); restores the teacher's weights (every start: the teacher is not checkpointed)."""
+    from modeling import build_fit_dense
+    from training import distillation, tinybert
+
+    teacher_config, teacher = tinybert.load_teacher_encoder(FLAGS.teacher_config_file, FLAGS.teacher_checkpoint)
+    print(f"teacher: {teacher_config.model_type} {teacher_config.num_hidden_layers} layers, hidden "
+          f"{teacher_config.hidden_size}, from {FLAGS.teacher_checkpoint}")
+    fit_dense = (build_fit_dense(config, teacher_config.hidden_size)
+                 if teacher_config.hidden_size != config.hidden_size else None)
+    loss = distillation.DistillationLoss(
+        config.hidden_size, teacher_config.hidden_size, config.num_hidden_layers, teacher_config.num_hidden_layers,
+        layer_mapping=FLAGS.layer_mapping, stage="intermediate", attention_loss=FLAGS.attention_loss,
+        temperature=FLAGS.temperature, fit_dense=fit_dense, use_projection=False)
+    network = tinybert.GeneralDistillationNetwork(model, teacher, loss, distill_mlm=FLAGS.distill_mlm)
+    extra = {"fit_dense": fit_dense} if fit_dense is not None else {}
+    return (network, tinybert.general_distillation_loss_fn(FLAGS.distill_mlm),
+            tinybert.general_distillation_metric_names(loss, FLAGS.distill_mlm),
+            network.student_trainable_variables, extra)
+
+
 def _export(encoder, output_dir):
     try:
         from serving import export
@@ -138,6 +211,8 @@ def main(argv):
     from modeling import ModelConfig
 
     config = ModelConfig.from_json_file(FLAGS.bert_config_file)
+    distill = bool(FLAGS.teacher_config_file or FLAGS.teacher_checkpoint)
+    teacher_config = _check_teacher_flags(config) if distill else None
     if FLAGS.max_seq_length > config.max_position_embeddings:
         raise bertkit_errors.UserError(
             f"--max_seq_length={FLAGS.max_seq_length}: longer than max_position_embeddings "
@@ -190,7 +265,12 @@ def main(argv):
         trainer_lib.write_json(os.path.join(FLAGS.output_dir, "bertkit.json"), {
             "do_lower_case": FLAGS.do_lower_case, "max_seq_length": FLAGS.max_seq_length,
             "max_predictions_per_seq": FLAGS.max_predictions_per_seq, "model_type": config.model_type,
-            "sentence_task": sentence_task, "created_by": "run_pretraining.py"})
+            "sentence_task": sentence_task, "created_by": "run_pretraining.py",
+            **({"general_distillation": {
+                "teacher_config_file": FLAGS.teacher_config_file, "teacher_checkpoint": FLAGS.teacher_checkpoint,
+                "teacher_model_type": teacher_config.model_type, "teacher_hidden_size": teacher_config.hidden_size,
+                "layer_mapping": FLAGS.layer_mapping, "attention_loss": FLAGS.attention_loss,
+                "distill_mlm": FLAGS.distill_mlm}} if distill else {})})
 
     steps_per_execution = trainer_lib.steps_per_execution_for(
         FLAGS.iterations_per_loop, FLAGS.save_checkpoints_steps, FLAGS.num_train_steps)
@@ -199,11 +279,17 @@ def main(argv):
         optimizer = optimization.create_optimizer(
             FLAGS.learning_rate, FLAGS.num_train_steps, FLAGS.num_warmup_steps, optimizer=FLAGS.optimizer,
             clipnorm=None)  # clipping to 1.0 is done by TrainerModel on the all-reduced gradients
+        if distill:
+            network, loss_fn, metric_names, variables_fn, extra_items = _distillation_setup(config, model)
+        else:
+            network, loss_fn, metric_names = (model, trainer_lib.pretraining_loss_fn(sentence_task),
+                                              trainer_lib.pretraining_metric_names(sentence_task))
+            variables_fn, extra_items = None, {}
         trainer = trainer_lib.TrainerModel(
-            model, trainer_lib.pretraining_loss_fn(sentence_task), trainer_lib.pretraining_metric_names(sentence_task),
-            gradient_accumulation_steps=FLAGS.gradient_accumulation_steps, clip_norm=1.0)
+            network, loss_fn, metric_names, gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
+            clip_norm=1.0, trainable_variables_fn=variables_fn)
         trainer.compile(optimizer=optimizer, steps_per_execution=steps_per_execution, jit_compile=FLAGS.enable_xla)
-    items = dict(encoder=model.encoder, mlm_head=model.mlm_head, nsp_head=model.nsp_head,
+    items = dict(encoder=model.encoder, mlm_head=model.mlm_head, nsp_head=model.nsp_head, **extra_items,
                  optimizer=trainer.optimizer, global_step=trainer.global_step)
 
     def train_dataset_fn(ctx):
@@ -229,6 +315,10 @@ def main(argv):
             "dynamic_masking", "seed")}
         hparams.update(distribution_strategy=type(strategy).__name__, num_replicas=num_replicas,
                        sentence_task=sentence_task, steps_per_execution=steps_per_execution)
+        if distill:
+            hparams.update({k: getattr(FLAGS, k) for k in (
+                "teacher_config_file", "teacher_checkpoint", "layer_mapping", "attention_loss", "temperature",
+                "distill_mlm")})
         result = trainer_lib.run_training(
             trainer, train_dataset_fn, strategy=strategy, output_dir=FLAGS.output_dir,
             num_train_steps=FLAGS.num_train_steps, steps_per_checkpoint=FLAGS.save_checkpoints_steps,

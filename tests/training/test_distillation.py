@@ -163,3 +163,21 @@ def test_external_fit_dense_is_used():
     w = proj.kernel.numpy()
     expect = ((student["hidden_states"][0] @ w - teacher["hidden_states"][0]) ** 2).mean()
     assert float(out["embedding_loss"]) == pytest.approx(expect, rel=1e-5)
+
+
+def test_masked_hidden_padding_and_mapping_objects():
+    rng = np.random.RandomState(4)
+    student, teacher = _outputs(1, 4, 2, rng), _outputs(2, 4, 2, rng)
+    mask = np.array([[1, 1, 0], [1, 0, 0]], np.float32)
+    mapping = d.parse_layer_mapping("0:0", 1, 2)
+    loss = d.DistillationLoss(4, 4, 1, 2, layer_mapping=mapping, mask_hidden_padding=True, attention_loss="none")
+    assert loss.fit_dense is None
+    out = loss.compute(student, teacher, mask)
+    s, t = student["hidden_states"], teacher["hidden_states"]
+    m = mask[:, :, None]
+    assert float(out["hidden_loss"]) == pytest.approx((((s[1] - t[1]) ** 2) * m).sum() / (m.sum() * 4), rel=1e-5)
+    assert float(out["embedding_loss"]) == pytest.approx((((s[0] - t[0]) ** 2) * m).sum() / (m.sum() * 4), rel=1e-5)
+    with pytest.raises(UserError, match="--layer_mapping: mapping .* does not fit"):
+        d.DistillationLoss(4, 4, 2, 2, layer_mapping=mapping)
+    with pytest.raises(UserError, match="--attention_loss"):
+        d.DistillationLoss(4, 4, 1, 2, attention_loss="l1")
