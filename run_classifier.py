@@ -1,0 +1,360 @@
+"""BERT fine-tuning for sequence (pair) classification and regression: the original run_classifier.py flags on TF2 /
+Keras 3, plus distribution, mixed precision, best-checkpoint keeping, prediction files and SavedModel export.
+
+    python run_classifier.py --task_name=MRPC --do_train --do_eval --data_dir=glue_data/MRPC \
+        --vocab_file=vocab.txt --bert_config_file=bert_config.json --init_checkpoint=pretrain_out \
+        --max_seq_length=128 --train_batch_size=32 --learning_rate=2e-5 --num_train_epochs=3 --output_dir=mrpc_out
+
+With --data_dir the records are written into --output_dir (reused when their task_meta.json matches); with
+--records_dir the TFRecords + task_meta.json of create_finetuning_data.py are read. --init_checkpoint may be a bertkit
+model directory: bert_config.json, vocab.txt and do_lower_case then default from it. Training evaluates the dev set
+after every epoch (--do_eval) and keeps the best checkpoint by the task's main metric in output_dir/best/; the final
+evaluation, prediction and export use it. Rerunning the same command resumes (and does not train again when done).
+Writes into --output_dir: ckpt-N (encoder, classifier_head, optimizer, global_step), bert_config.json, vocab.txt,
+bertkit.json, task_meta.json, logs/train, logs/eval, eval_results.txt, test_results.tsv + predictions.tsv, export/.
+"""
+import os
+
+from absl import flags
+
+import bertkit_errors
+
+# The original flags.
+flags.DEFINE_string("data_dir", None, "The input data dir (the task's .tsv files). Or use --records_dir.")
+flags.DEFINE_string("bert_config_file", None, "The config json file of the pre-trained BERT model "
+                    "(default: bert_config.json of an --init_checkpoint model directory).")
+flags.DEFINE_string("task_name", None, "cola|sst-2|mrpc|sts-b|qqp|mnli|mnli-mm|qnli|rte|wnli|xnli|ax|custom|bbc.")
+flags.DEFINE_string("vocab_file", None, "The vocabulary file (default: vocab.txt of an --init_checkpoint directory).")
+flags.DEFINE_string("output_dir", None, "The output directory where the model checkpoints will be written.")
+flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint: a bertkit checkpoint prefix or model directory.")
+flags.DEFINE_bool("do_lower_case", True, "Lower case the input text (when not given: the --init_checkpoint "
+                  "directory's bertkit.json, or the --records_dir records' setting, else True).",
+                  allow_override=True)  # build_vocab.py defines the same flag; tests import both in one process
+flags.DEFINE_integer("max_seq_length", 128, "Maximum total input sequence length after WordPiece tokenization "
+                     "(with --records_dir, default: the records').")
+flags.DEFINE_bool("do_train", False, "Whether to run training.")
+flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.")
+flags.DEFINE_bool("do_predict", False, "Whether to run the model in inference mode on the test set.")
+flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
+flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
+flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.")
+flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate for Adam.")
+flags.DEFINE_float("num_train_epochs", 3.0, "Total number of training epochs to perform.")
+flags.DEFINE_float("warmup_proportion", 0.1, "Proportion of training to perform linear learning rate warmup for.")
+flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model checkpoint (also at each epoch end).")
+flags.DEFINE_integer("iterations_per_loop", 1000, "Steps per tf.function call (Keras steps_per_execution).")
+flags.DEFINE_bool("use_tpu", False, "Whether to use TPU (same as --distribution_strategy=tpu).")
+flags.DEFINE_string("tpu_name", None, "The Cloud TPU to use for training.")
+flags.DEFINE_string("tpu_zone", None, "GCE zone where the Cloud TPU is located in.")
+flags.DEFINE_string("gcp_project", None, "Project name for the Cloud TPU-enabled project.")
+flags.DEFINE_string("master", None, "[Optional] TensorFlow master URL (used as the TPU name when --tpu_name is unset).")
+flags.DEFINE_integer("num_tpu_cores", 8, "Only used for information: the TPU strategy uses all cores it finds.")
+# Additions.
+flags.DEFINE_bool("do_export", False, "Export a raw-text SavedModel (serving/export.py) of the best/latest model.")
+flags.DEFINE_string("export_dir", None, "Export base directory (default: output_dir/export).")
+flags.DEFINE_string("records_dir", None, "Read <split>.tf_record + task_meta.json written by "
+                    "create_finetuning_data.py instead of --data_dir.")
+flags.DEFINE_enum("distribution_strategy", None, ["one_device", "mirrored", "multi_worker_mirrored", "tpu"],
+                  "tf.distribute strategy (default: tpu with --use_tpu, mirrored with several GPUs, else one_device).")
+flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Keras dtype policy.")
+flags.DEFINE_bool("enable_xla", False, "Compile the train step with XLA (jit_compile).")
+flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.")
+flags.DEFINE_integer("gradient_accumulation_steps", 1, "Micro-batches per optimizer step (must divide the "
+                     "per-replica batch).")
+flags.DEFINE_float("layerwise_lr_decay", None, "Layer-wise learning-rate decay factor (e.g. 0.8); none by default.")
+flags.DEFINE_integer("seed", None, "Random seed (weights init, data order, dropout).")
+flags.DEFINE_integer("keep_checkpoint_max", 5, "How many checkpoints to keep (the best one is kept apart).")
+flags.DEFINE_bool("skip_malformed", False, "Skip (and log) malformed rows of the data files.")
+flags.DEFINE_string("xnli_language", None, "XNLI language (default zh, as the original BERT).")
+# Custom task columns (as create_finetuning_data.py).
+flags.DEFINE_string("text_a_column", None, "custom: column name / JSONL key (0-based index without header).")
+flags.DEFINE_string("text_b_column", None, "custom: second text column, for pair tasks.")
+flags.DEFINE_string("label_column", None, "custom: label column.")
+flags.DEFINE_string("labels", None, "custom: comma-separated labels in id order (default: the training file's, "
+                    "sorted).")
+flags.DEFINE_bool("has_header", True, "custom: TSV/CSV files have a header line.")
+flags.DEFINE_bool("is_regression", False, "custom: the label is a number (regression).")
+flags.DEFINE_string("id_column", None, "custom: column with a row id (used in predictions.tsv).")
+
+FLAGS = flags.FLAGS
+
+
+def _err(message):
+    return bertkit_errors.UserError(message)
+
+
+def _check_flags():
+    for name in ("task_name", "output_dir"):
+        if not getattr(FLAGS, name):
+            raise _err(f"--{name}: required")
+    if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.do_export):
+        raise _err("At least one of --do_train, --do_eval, --do_predict or --do_export must be True")
+    if bool(FLAGS.data_dir) == bool(FLAGS.records_dir):
+        raise _err("--data_dir / --records_dir: give exactly one")
+    if not FLAGS.bert_config_file:
+        raise _err("--bert_config_file: required (or an --init_checkpoint model directory holding bert_config.json)")
+    if FLAGS.data_dir and not FLAGS.vocab_file:
+        raise _err("--vocab_file: required with --data_dir (or an --init_checkpoint directory holding vocab.txt)")
+    for name in ("bert_config_file", "vocab_file"):
+        if getattr(FLAGS, name) and not os.path.isfile(getattr(FLAGS, name)):
+            raise _err(f"--{name}={getattr(FLAGS, name)}: no such file")
+    for name in ("train_batch_size", "eval_batch_size", "predict_batch_size", "max_seq_length",
+                 "save_checkpoints_steps", "iterations_per_loop", "keep_checkpoint_max"):
+        if getattr(FLAGS, name) <= 0:
+            raise _err(f"--{name}={getattr(FLAGS, name)}: must be positive")
+    if FLAGS.do_train and FLAGS.num_train_epochs <= 0:
+        raise _err(f"--num_train_epochs={FLAGS.num_train_epochs}: must be positive")
+    if not 0 <= FLAGS.warmup_proportion <= 1:
+        raise _err(f"--warmup_proportion={FLAGS.warmup_proportion}: must be in [0, 1]")
+
+
+def _load_records(processors, finetuning, classifier_lib, out_meta, has_checkpoint, lower_case_given):
+    """(processor, meta, records_dir) from --data_dir (records written into output_dir) or --records_dir."""
+    if FLAGS.records_dir:
+        meta = finetuning.read_task_meta(FLAGS.records_dir)
+        if meta is None:
+            raise _err(f"--records_dir={FLAGS.records_dir}: no task_meta.json "
+                       "(write it with create_finetuning_data.py)")
+        if processors.canonical_task_name(meta["task"]) != processors.canonical_task_name(FLAGS.task_name):
+            raise _err(f"--records_dir={FLAGS.records_dir}: records of task {meta['task']}, not {FLAGS.task_name}")
+        if FLAGS["max_seq_length"].present and int(meta["max_seq_length"]) != FLAGS.max_seq_length:
+            raise _err(f"--max_seq_length={FLAGS.max_seq_length}: the records in {FLAGS.records_dir} have "
+                       f"max_seq_length {meta['max_seq_length']}")
+        FLAGS.max_seq_length = int(meta["max_seq_length"])
+        if FLAGS.vocab_file is None and meta.get("vocab_file") and os.path.isfile(meta["vocab_file"]):
+            FLAGS.vocab_file = meta["vocab_file"]
+        if not lower_case_given and meta.get("do_lower_case") is not None:
+            FLAGS.do_lower_case = bool(meta["do_lower_case"])
+        if has_checkpoint:
+            classifier_lib.check_labels_match(meta, out_meta, f"--output_dir={FLAGS.output_dir}")
+        return classifier_lib.processor_from_meta(meta, FLAGS.skip_malformed), meta, FLAGS.records_dir
+
+    from tokenization import FullTokenizer
+
+    custom = {}
+    if processors.canonical_task_name(FLAGS.task_name) == "custom":
+        custom = dict(text_a_column=FLAGS.text_a_column, text_b_column=FLAGS.text_b_column,
+                      label_column=FLAGS.label_column, labels=FLAGS.labels, has_header=FLAGS.has_header,
+                      is_regression=FLAGS.is_regression, id_column=FLAGS.id_column)
+    else:
+        for name in ("text_a_column", "text_b_column", "label_column", "labels", "id_column"):
+            if getattr(FLAGS, name) is not None:
+                raise _err(f"--{name} is only for --task_name=custom")
+    processor = processors.get_processor(FLAGS.task_name, skip_malformed=FLAGS.skip_malformed,
+                                         language=FLAGS.xnli_language, **custom)
+    if not os.path.isdir(FLAGS.data_dir):
+        raise _err(f"--data_dir={FLAGS.data_dir}: not a directory")
+    labels = processor.get_labels(FLAGS.data_dir)
+    if has_checkpoint:
+        classifier_lib.check_labels_match({"task": processor.task_name, "labels": labels,
+                                           "is_regression": processor.is_regression}, out_meta,
+                                          f"--output_dir={FLAGS.output_dir}")
+    tokenizer = FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+    meta = classifier_lib.prepare_records(
+        processor, FLAGS.data_dir, tokenizer, FLAGS.output_dir, FLAGS.max_seq_length, do_train=FLAGS.do_train,
+        do_eval=FLAGS.do_eval, do_predict=FLAGS.do_predict, vocab_file=FLAGS.vocab_file,
+        do_lower_case=FLAGS.do_lower_case)
+    return processor, meta, FLAGS.output_dir
+
+
+def main(argv):
+    del argv
+    import bertkit_io
+    from training import classifier as classifier_lib
+
+    defaults = classifier_lib.model_dir_defaults(FLAGS.init_checkpoint)
+    for name in ("bert_config_file", "vocab_file", "do_lower_case"):
+        if not FLAGS[name].present and name in defaults:
+            setattr(FLAGS, name, defaults[name])
+    lower_case_given = FLAGS["do_lower_case"].present or "do_lower_case" in defaults
+    _check_flags()
+
+    from modeling import ModelConfig
+
+    config = ModelConfig.from_json_file(FLAGS.bert_config_file)
+    bertkit_io.ensure_writable_dir(FLAGS.output_dir)
+
+    from training import distribution
+
+    strategy = distribution.get_strategy(FLAGS.distribution_strategy or ("tpu" if FLAGS.use_tpu else None),
+                                         tpu_name=FLAGS.tpu_name or FLAGS.master, tpu_zone=FLAGS.tpu_zone,
+                                         gcp_project=FLAGS.gcp_project)
+    import keras
+    import tensorflow as tf
+
+    from data import finetuning, pipeline, processors
+    from training import optimization
+    from training import trainer as trainer_lib
+
+    is_chief = distribution.is_chief(strategy)
+    out_meta = finetuning.read_task_meta(FLAGS.output_dir)
+    has_checkpoint = tf.train.latest_checkpoint(FLAGS.output_dir) is not None
+    def check_length():
+        if FLAGS.max_seq_length > config.max_position_embeddings:
+            raise _err(f"--max_seq_length={FLAGS.max_seq_length}: longer than max_position_embeddings "
+                       f"{config.max_position_embeddings} of {FLAGS.bert_config_file}")
+
+    check_length()
+    processor, meta, records_dir = _load_records(processors, finetuning, classifier_lib, out_meta, has_checkpoint,
+                                                 lower_case_given)
+    check_length()  # with --records_dir the length comes from the records
+    init_meta = defaults.get("task_meta")
+    init_head = False
+    if init_meta is not None and FLAGS.init_checkpoint:
+        same_task = processors.canonical_task_name(init_meta.get("task")) == processor.task_name
+        if same_task or not FLAGS.do_train:
+            classifier_lib.check_labels_match(meta, init_meta, f"--init_checkpoint={FLAGS.init_checkpoint}")
+            init_head = True
+    is_regression = bool(meta["is_regression"])
+    labels = list(meta["labels"])
+    num_labels = 1 if is_regression else len(labels)
+    dev_splits = classifier_lib.splits_of_kind(meta, processor, "dev")
+    test_splits = classifier_lib.splits_of_kind(meta, processor, "test")
+    train_splits = classifier_lib.splits_of_kind(meta, processor, "train")
+    for flag, kind, names in (("do_train", "train", train_splits), ("do_eval", "dev", dev_splits),
+                              ("do_predict", "test", test_splits)):
+        if getattr(FLAGS, flag) and not names:
+            raise _err(f"--{flag}: no {kind} records in {records_dir}")
+
+    def split_file(split):
+        return os.path.join(records_dir, meta["splits"][split]["file"])
+
+    used = (train_splits if FLAGS.do_train else []) + (dev_splits if FLAGS.do_eval else []) + (
+        test_splits if FLAGS.do_predict else [])
+    for split in used:
+        if not os.path.isfile(split_file(split)):
+            raise _err(f"{split_file(split)}: no such file (named in {records_dir}/task_meta.json)")
+    pipeline.check_finetuning_records([split_file(s) for s in used], FLAGS.max_seq_length)
+
+    if FLAGS.seed is not None:
+        keras.utils.set_random_seed(FLAGS.seed)
+    keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
+    if is_chief:
+        config.to_json_file(os.path.join(FLAGS.output_dir, "bert_config.json"))
+        if FLAGS.vocab_file and os.path.abspath(FLAGS.vocab_file) != os.path.abspath(
+                os.path.join(FLAGS.output_dir, "vocab.txt")):
+            trainer_lib.copy_file(FLAGS.vocab_file, os.path.join(FLAGS.output_dir, "vocab.txt"))
+        trainer_lib.write_json(os.path.join(FLAGS.output_dir, "bertkit.json"), {
+            "do_lower_case": FLAGS.do_lower_case, "max_seq_length": FLAGS.max_seq_length,
+            "model_type": config.model_type, "task": processor.task_name, "created_by": "run_classifier.py"})
+        if records_dir != FLAGS.output_dir:
+            trainer_lib.write_json(os.path.join(FLAGS.output_dir, finetuning.META_FILE), meta)
+
+    num_replicas = strategy.num_replicas_in_sync
+    if FLAGS.train_batch_size % num_replicas:
+        raise _err(f"--train_batch_size={FLAGS.train_batch_size}: not divisible by the {num_replicas} replicas")
+    if (FLAGS.train_batch_size // num_replicas) % FLAGS.gradient_accumulation_steps:
+        raise _err(f"--gradient_accumulation_steps={FLAGS.gradient_accumulation_steps}: does not divide the "
+                   f"per-replica batch {FLAGS.train_batch_size // num_replicas}")
+    num_train_examples = meta["splits"][train_splits[0]]["num_real_examples"] if train_splits else 0
+    num_train_steps = classifier_lib.num_train_steps_for(
+        max(num_train_examples, 1), FLAGS.train_batch_size, FLAGS.num_train_epochs)
+    num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
+
+    with strategy.scope():
+        setup = classifier_lib.build_classifier_setup(config, num_labels, is_regression)
+        optimizer = optimization.create_optimizer(
+            FLAGS.learning_rate, num_train_steps, num_warmup_steps, optimizer=FLAGS.optimizer, clipnorm=None,
+            layerwise_lr_decay=FLAGS.layerwise_lr_decay, encoder=setup.encoder)
+        trainer = trainer_lib.TrainerModel(
+            setup.network, setup.loss_fn, setup.metric_names, trainable_variables_fn=setup.trainable_variables_fn,
+            gradient_accumulation_steps=FLAGS.gradient_accumulation_steps, clip_norm=1.0)
+        trainer.compile(optimizer=optimizer, steps_per_execution=1, jit_compile=FLAGS.enable_xla)
+    items = setup.all_checkpoint_items(trainer)
+    model_ckpt = tf.train.Checkpoint(**setup.checkpoint_items)
+
+    def restore_init():
+        prefix = classifier_lib.resolve_checkpoint(FLAGS.init_checkpoint)
+        prefix = trainer_lib.restore_encoder_weights(setup.encoder, prefix)
+        note = ""
+        if init_head and classifier_lib.restore_head(setup, prefix):
+            note = " (with its classifier head)"
+        print(f"initialised from {prefix}{note}")
+
+    def datasets(names, batch_size):
+        return {s: pipeline.finetuning_dataset(None, FLAGS.max_seq_length, batch_size, is_training=False,
+                                               is_regression=is_regression, files=[split_file(s)],
+                                               check_records=False) for s in names}
+
+    eval_sets = datasets(dev_splits, FLAGS.eval_batch_size) if FLAGS.do_eval else {}
+    best = classifier_lib.BestCheckpoint(
+        FLAGS.output_dir, classifier_lib.main_metric_key(processor.task_name, is_regression, dev_splits or ["dev"]))
+
+    def evaluate_fn(step):
+        return classifier_lib.evaluate(setup.predict_fn, eval_sets, task_name=processor.task_name,
+                                       is_regression=is_regression, global_step=step,
+                                       output_dir=FLAGS.output_dir if is_chief else None)
+
+    if FLAGS.do_train:
+        train_file = split_file(train_splits[0])
+
+        def train_dataset_fn(ctx):
+            return pipeline.finetuning_dataset(None, FLAGS.max_seq_length, FLAGS.train_batch_size, is_training=True,
+                                               is_regression=is_regression, input_context=ctx, seed=FLAGS.seed,
+                                               files=[train_file], check_records=False)
+
+        hparams = {k: getattr(FLAGS, k) for k in (
+            "task_name", "bert_config_file", "init_checkpoint", "max_seq_length", "train_batch_size",
+            "learning_rate", "num_train_epochs", "warmup_proportion", "save_checkpoints_steps", "optimizer",
+            "gradient_accumulation_steps", "mixed_precision", "enable_xla", "layerwise_lr_decay", "seed")}
+        hparams.update(num_train_steps=num_train_steps, num_warmup_steps=num_warmup_steps,
+                       num_train_examples=num_train_examples, distribution_strategy=type(strategy).__name__)
+        print(f"training: {num_train_examples} examples, {FLAGS.num_train_epochs:g} epochs, "
+              f"{num_train_steps} steps ({num_warmup_steps} warmup)")
+        result = classifier_lib.train_and_evaluate(
+            trainer, train_dataset_fn, strategy=strategy, output_dir=FLAGS.output_dir,
+            epoch_ends=classifier_lib.epoch_end_steps(num_train_examples, FLAGS.train_batch_size,
+                                                      FLAGS.num_train_epochs),
+            steps_per_checkpoint=FLAGS.save_checkpoints_steps, iterations_per_loop=FLAGS.iterations_per_loop,
+            checkpoint_items=items, examples_per_step=FLAGS.train_batch_size,
+            evaluate_fn=evaluate_fn if FLAGS.do_eval else None, best=best,
+            init_fn=restore_init if FLAGS.init_checkpoint else None, max_checkpoints_to_keep=FLAGS.keep_checkpoint_max,
+            hparams=hparams, is_chief=is_chief)
+        print(f"training done: global_step={result['global_step']} (trained {result['trained_steps']} steps)")
+
+    # The model used from here on: the best checkpoint when there is one, else the latest, else --init_checkpoint.
+    prefix = best.prefix() or tf.train.latest_checkpoint(FLAGS.output_dir)
+    if prefix:
+        model_ckpt.restore(prefix).expect_partial()
+        global_step = int(prefix.rsplit("-", 1)[-1]) if prefix.rsplit("-", 1)[-1].isdigit() else 0
+        which = "best" if prefix == best.prefix() else "latest"
+        print(f"using the {which} checkpoint {prefix}")
+    elif FLAGS.init_checkpoint:
+        if not init_head:
+            print("warning: no fine-tuned checkpoint in --output_dir; the classifier head is untrained")
+        restore_init()
+        global_step = 0
+    elif FLAGS.do_eval or FLAGS.do_predict or FLAGS.do_export:
+        raise _err(f"--output_dir={FLAGS.output_dir}: no checkpoint to use (train with --do_train or give "
+                   "--init_checkpoint)")
+
+    if FLAGS.do_eval:
+        results = evaluate_fn(global_step)
+        if is_chief:
+            trainer_lib.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), results)
+
+    if FLAGS.do_predict and is_chief:
+        for split, dataset in datasets(test_splits, FLAGS.predict_batch_size).items():
+            outputs = classifier_lib.run_predictions(setup.predict_fn, dataset, description=f"predict {split}")
+            paths = classifier_lib.write_predictions(
+                FLAGS.output_dir, split, test_splits, outputs, labels=labels, is_regression=is_regression,
+                ids=classifier_lib.source_ids(meta, split, processor))
+            print(f"wrote {' and '.join(paths)}")
+
+    if FLAGS.do_export and is_chief:
+        import importlib.util
+
+        if importlib.util.find_spec("serving.export") is None:
+            raise _err("--do_export: serving/export.py not available")
+        from serving import export
+
+        version_dir = export.export_classifier(
+            setup.classifier, vocab_file=os.path.join(FLAGS.output_dir, "vocab.txt"),
+            do_lower_case=FLAGS.do_lower_case, max_seq_length=FLAGS.max_seq_length, labels=labels,
+            is_regression=is_regression, pair=classifier_lib.task_is_pair(processor),
+            export_base=FLAGS.export_dir or os.path.join(FLAGS.output_dir, "export"))
+        print(f"exported {version_dir}")
+
+
+if __name__ == "__main__":
+    bertkit_errors.run_main(main)
