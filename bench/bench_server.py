@@ -3,6 +3,9 @@ concurrent clients without and with dynamic batching.
 
     .venv/bin/python bench/bench_server.py                 # toy text model doing real matmuls (~ms per call)
     .venv/bin/python bench/bench_server.py --model=bert    # a small BERT encoder from modeling/ (serve_ids-style)
+    .venv/bin/python bench/bench_server.py --model=export  # a real bertkit export (serving/export.py): a
+                                                           # TinyBERT-shaped classifier (4 layers, hidden 312) on raw
+                                                           # text, tokenized in-graph, seq 128
 
 Targets: server latency at batch 1 no more than 10% above the direct call; throughput with --enable_batching at
 least 3x the throughput without. Everything runs on 127.0.0.1 with bounded request counts. The server runs as a
@@ -99,9 +102,27 @@ def build_bert(path, seq_len=64):
     return {"seq_len": seq_len}
 
 
+def build_export(base, seq_len=128):
+    """A TinyBERT-shaped classifier (configs/tinybert_4l_312.json, random weights, 5 labels) exported with
+    serving/export.py; requests are raw text (serving_default), tokenized and packed in the graph."""
+    from modeling import ModelConfig, build_classifier
+    from serving import export
+    config = ModelConfig.from_json_file(os.path.join(ROOT, "configs", "tinybert_4l_312.json"))
+    vocab = os.path.join(ROOT, "tests", "data_files", "bert_uncased_vocab.txt")
+    if config.vocab_size < 30522:
+        raise SystemExit(f"{config.vocab_size=}: smaller than the test vocabulary")
+    classifier = build_classifier(config, 5)
+    version_dir = export.export_classifier(
+        classifier, vocab_file=vocab, do_lower_case=True, max_seq_length=seq_len,
+        labels=["business", "entertainment", "politics", "sport", "tech"], export_base=base)
+    return {"seq_len": seq_len, "version_dir": version_dir}
+
+
 def make_instance(kind, i, info):
     if kind == "toy":
         return sample_text(i)
+    if kind == "export":
+        return sample_text(i, n_words=16 + (i % 3) * 8)
     n = info["seq_len"]
     length = 16 + (i % 3) * 8
     ids = [101] + [1000 + (i * 31 + j) % 7000 for j in range(length - 2)] + [102] + [0] * (n - length)
@@ -164,6 +185,8 @@ def direct_latencies(fn, kind, instances):
         t0 = time.perf_counter()
         if kind == "toy":
             res = fn(text=tf.constant([inst]))
+        elif kind == "export":
+            res = fn(text_a=tf.constant([inst]))
         else:
             res = fn(**{k: tf.constant(np.asarray([v], np.int32)) for k, v in inst.items()})
         {k: v.numpy() for k, v in res.items()}
@@ -192,7 +215,7 @@ async def throughput(port, kind, info, clients, per_client):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", choices=["toy", "bert"], default="toy")
+    ap.add_argument("--model", choices=["toy", "bert", "export"], default="toy")
     ap.add_argument("--hidden", type=int, default=3072, help="toy model: width of its dense layers")
     ap.add_argument("--layers", type=int, default=4, help="toy model: number of dense layers")
     ap.add_argument("--latency_iters", type=int, default=60, help="batch-1 requests per round (3 rounds each)")
@@ -218,6 +241,8 @@ def run_benchmarks(args, tmp, tf, psutil):
     base = os.path.join(tmp, "model")
     if args.model == "toy":
         info = build_toy(os.path.join(base, "1"), hidden=args.hidden, layers=args.layers)
+    elif args.model == "export":
+        info = build_export(base)
     else:
         info = build_bert(os.path.join(base, "1"))
     fn = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"]

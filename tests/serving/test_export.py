@@ -1,0 +1,411 @@
+"""serving/export.py: SavedModels in TF Serving layout, checked in a fresh process against the in-memory models."""
+import base64
+import functools
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import bertkit_errors
+from modeling import ModelConfig, build_classifier, build_encoder
+from serving import export
+from serving.model_config import ModelSpecConfig
+from training import fastbert
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VOCAB = os.path.join(ROOT, "tests", "data_files", "bert_uncased_vocab.txt")
+T = 24
+LABELS = ["business", "sport", "tech"]
+LONG = ("The quick brown fox jumps over the lazy dog. " * 120)[:5000]
+TEXTS = ["Shares rose sharply after the results.", "", LONG, "北京欢迎你 😀🎉 naïve café", "héllo\tWORLD ΣΑΣ",
+         "The striker scored twice!"]
+TEXTS_B = ["A passage about markets.", "only b", "", LONG[:300], "你好", "Ünïcödé ✓"]
+
+
+def tiny_config():
+    with open(os.path.join(ROOT, "configs", "tiny_bert.json")) as f:
+        d = json.load(f)
+    d.update(vocab_size=30522, max_position_embeddings=64)
+    return ModelConfig.from_dict(d, source="test")
+
+
+def scale_weights(layer, factor, seed):
+    """Random, larger weights so outputs differ clearly between inputs (random init gives near-uniform logits)."""
+    rng = np.random.RandomState(seed)
+    for v in layer.weights:
+        v.assign(rng.normal(0, factor, v.shape).astype(np.float32))
+
+
+def _examples(a, b=None):
+    out = []
+    for i, x in enumerate(a):
+        f = {"text_a": tf.train.Feature(bytes_list=tf.train.BytesList(value=[x.encode()]))}
+        if b is not None and b[i] is not None:
+            f["text_b"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b[i].encode()]))
+        out.append(tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString())
+    return out
+
+
+# A fresh interpreter that imports only tensorflow and tensorflow_text: load each export, run the given calls.
+DRIVER = r"""
+import base64, json, sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+assert not any(m.split(".")[0] in ("modeling", "serving", "tokenization", "training") for m in sys.modules)
+spec = json.load(open(sys.argv[1]))
+out, sigs, loaded = {}, {}, {}
+for case, (path, signature, inputs) in spec.items():
+    if path not in loaded:
+        loaded[path] = tf.saved_model.load(path)
+        sigs[path] = {n: sorted(f.structured_outputs) for n, f in loaded[path].signatures.items()}
+        sigs[path + ":inputs"] = {n: {k: [v.dtype.name, v.shape.as_list()]
+                                      for k, v in f.structured_input_signature[1].items()}
+                                  for n, f in loaded[path].signatures.items()}
+    feed = {}
+    for name, (dtype, value) in inputs.items():
+        if dtype == "bytes":
+            value = [base64.b64decode(v) for v in value]
+            dtype = "string"
+        feed[name] = tf.constant(value, dtype=dtype)
+    for k, v in loaded[path].signatures[signature](**feed).items():
+        out[case + "/" + k] = v.numpy()
+np.savez(sys.argv[2], **out)
+json.dump(sigs, open(sys.argv[3], "w"))
+"""
+
+
+@pytest.fixture(scope="module")
+def ex(tmp_path_factory):
+    """Exports (built once): single-text classifier, pair FastBERT classifier, regression, mean+L2 encoder; and the
+    fresh-process results of the calls on them."""
+    tmp = tmp_path_factory.mktemp("export")
+    tf.random.set_seed(1)
+    config = tiny_config()
+    packer = export._packer(VOCAB, True, T)   # the exports' own (cached) packer: building one takes seconds
+    r = {"tmp": tmp, "packer": packer}
+
+    clf = build_classifier(config, len(LABELS))
+    scale_weights(clf.head, 0.5, 0)
+    r["clf"] = clf
+    r["clf_dir"] = export.export_classifier(clf, vocab_file=VOCAB, do_lower_case=True, max_seq_length=T,
+                                            labels=LABELS, export_base=str(tmp / "clf"),
+                                            warmup_texts=["warm up", "ça va 😀"])
+
+    pair = build_classifier(config, len(LABELS))
+    scale_weights(pair.head, 0.5, 1)
+    branches = fastbert.BranchSet(config.num_hidden_layers, len(LABELS), branch_hidden_size=8, num_heads=2)
+    final = fastbert.pooled_head(pair.encoder, pair.head)
+    fastbert.run_with_branches(pair.encoder, branches, final, packer((tf.constant(["a"]), tf.constant(["b"]))))
+    for i, b in enumerate(branches):
+        scale_weights(b.classifier, 0.6, 10 + i)
+    r.update(pair=pair, branches=branches, final=final)
+    r["pair_dir"] = export.export_classifier(pair, vocab_file=VOCAB, do_lower_case=True, max_seq_length=T,
+                                             labels=LABELS, pair=True, export_base=str(tmp / "pair"),
+                                             branches=branches)
+
+    reg = build_classifier(config, 1)
+    scale_weights(reg.head, 0.5, 2)
+    r["reg"] = reg
+    r["reg_dir"] = export.export_classifier(reg, vocab_file=VOCAB, do_lower_case=True, max_seq_length=T, labels=[],
+                                            is_regression=True, export_base=str(tmp / "models"), warmup_texts=[])
+
+    enc = build_encoder(config)
+    r["enc"] = enc
+    # Same base folder as the regression model (only to check the version numbering without a further export).
+    r["enc_dir"] = export.export_encoder(enc, VOCAB, True, T, str(tmp / "models"), pooling="mean",
+                                         l2_normalize=True)
+
+    ids = {k: v.numpy().tolist() for k, v in packer(tf.constant(TEXTS)).items()}
+    ids_feed = {k: ["int32", v] for k, v in ids.items()}
+    text = {"text_a": ["string", TEXTS]}
+    ab = {"text_a": ["string", TEXTS], "text_b": ["string", TEXTS_B]}
+    b64 = lambda xs: ["bytes", [base64.b64encode(x).decode() for x in xs]]  # noqa: E731
+    b_missing = [b if i != 1 else None for i, b in enumerate(TEXTS_B)]   # example 1 has no text_b feature
+    spec = {
+        "clf_text": [r["clf_dir"], "serving_default", text],
+        "clf_ids": [r["clf_dir"], "serve_ids", ids_feed],
+        "clf_examples": [r["clf_dir"], "serve_examples", {"examples": b64(_examples(TEXTS))}],
+        "pair_text": [r["pair_dir"], "serving_default", ab],
+        "pair_examples": [r["pair_dir"], "serve_examples", {"examples": b64(_examples(TEXTS, b_missing))}],
+        "pair_speed0": [r["pair_dir"], "serve_speed", {**ab, "speed": ["float32", 0.0]}],
+        "pair_speed1": [r["pair_dir"], "serve_speed", {**ab, "speed": ["float32", 1.01]}],
+        "pair_ids_speed0": [r["pair_dir"], "serve_ids_speed", {
+            **{k: ["int32", v.numpy().tolist()] for k, v in
+               packer((tf.constant(TEXTS), tf.constant(TEXTS_B))).items()}, "speed": ["float32", 0.0]}],
+        "reg_text": [r["reg_dir"], "serving_default", text],
+        "enc_text": [r["enc_dir"], "serving_default", {"text": ["string", TEXTS]}],
+        "enc_encode": [r["enc_dir"], "encode", {"text": ["string", TEXTS]}],
+        "enc_ids": [r["enc_dir"], "serve_ids", ids_feed],
+    }
+    spec_path, out_path, sigs_path = tmp / "spec.json", tmp / "out.npz", tmp / "sigs.json"
+    spec_path.write_text(json.dumps(spec))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ""}
+    proc = subprocess.run([sys.executable, "-c", DRIVER, str(spec_path), str(out_path), str(sigs_path)],
+                          capture_output=True, text=True, env=env, cwd=str(tmp), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r["out"] = dict(np.load(out_path, allow_pickle=True))
+    r["sigs"] = json.loads(sigs_path.read_text())
+    return r
+
+
+def close(a, b):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-5)
+
+
+def test_layout_assets_and_signatures(ex):
+    d = ex["clf_dir"]
+    assert os.path.basename(d) == "1" and os.path.dirname(d) == str(ex["tmp"] / "clf")
+    assert os.listdir(ex["tmp"] / "clf") == ["1"]          # nothing temporary left beside the version
+    assert os.path.isfile(os.path.join(d, "saved_model.pb"))
+    assert sorted(os.listdir(os.path.join(d, "assets"))) == ["bert_uncased_vocab.txt", "labels.txt"]
+    with open(os.path.join(d, "assets", "labels.txt"), encoding="utf-8") as f:
+        assert f.read().splitlines() == LABELS
+    meta = json.load(open(os.path.join(d, "assets.extra", "bertkit_export.json")))
+    assert meta["kind"] == "classifier" and meta["labels"] == LABELS and meta["max_seq_length"] == T
+    sigs = ex["sigs"]
+    assert sigs[d] == {name: ["label", "label_id", "logits", "probabilities"]
+                       for name in ("serving_default", "serve_ids", "serve_examples")}
+    assert set(sigs[ex["pair_dir"]]) == {"serving_default", "serve_ids", "serve_examples", "serve_speed",
+                                         "serve_ids_speed"}
+    assert sigs[ex["pair_dir"]]["serve_speed"] == ["exit_layer", "label", "label_id", "probabilities"]
+    assert "exit_layer" in sigs[ex["pair_dir"]]["serving_default"]
+    assert sigs[ex["reg_dir"]]["serving_default"] == ["logits", "score"]
+    assert os.listdir(os.path.join(ex["reg_dir"], "assets")) == ["bert_uncased_vocab.txt"]   # no labels.txt
+    assert sigs[ex["enc_dir"]] == {"serving_default": ["input_mask", "pooled_output", "sequence_output"],
+                                   "serve_ids": ["pooled_output", "sequence_output"], "encode": ["embeddings"]}
+
+
+def test_classifier_matches_in_memory_model(ex):
+    feats = ex["packer"](tf.constant(TEXTS))
+    assert int(tf.reduce_sum(feats["input_mask"][2])) == T            # the 5,000-character text is truncated
+    logits = ex["clf"](feats, training=False).numpy()
+    probs = tf.nn.softmax(logits).numpy()
+    assert np.ptp(probs[:, 0]) > 1e-3                                  # the texts really give different outputs
+    out = ex["out"]
+    for case in ("clf_text", "clf_ids", "clf_examples"):
+        close(out[f"{case}/probabilities"], probs)
+        close(out[f"{case}/logits"], logits)
+        assert out[f"{case}/probabilities"].dtype == np.float32
+        assert out[f"{case}/label_id"].dtype == np.int64
+        np.testing.assert_array_equal(out[f"{case}/label_id"], probs.argmax(-1))
+        assert [x.decode() for x in out[f"{case}/label"]] == [LABELS[i] for i in probs.argmax(-1)]
+
+
+def test_pair_classifier_and_fastbert(ex):
+    packer, pair = ex["packer"], ex["pair"]
+    feats = packer((tf.constant(TEXTS), tf.constant(TEXTS_B)))
+    probs = tf.nn.softmax(pair(feats, training=False)).numpy()
+    out = ex["out"]
+    close(out["pair_text/probabilities"], probs)
+    np.testing.assert_array_equal(out["pair_text/exit_layer"], [2] * len(TEXTS))
+    # serve_examples: a missing text_b feature is an empty text_b
+    b_missing = list(TEXTS_B)
+    b_missing[1] = ""
+    probs_missing = tf.nn.softmax(pair(packer((tf.constant(TEXTS), tf.constant(b_missing))), training=False))
+    close(out["pair_examples/probabilities"], probs_missing)
+    # speed 0 is the full model; every example reports the last layer
+    for case in ("pair_speed0", "pair_ids_speed0"):
+        close(out[f"{case}/probabilities"], probs)
+        np.testing.assert_array_equal(out[f"{case}/exit_layer"], [2] * len(TEXTS))
+        assert out[f"{case}/exit_layer"].dtype == np.int32
+    # speed above 1: every example leaves at the first branch, with that branch's distribution
+    ref_p, ref_e = fastbert.early_exit_predict(pair.encoder, ex["branches"], ex["final"], feats, 1.01)
+    np.testing.assert_array_equal(ref_e.numpy(), [1] * len(TEXTS))
+    np.testing.assert_array_equal(out["pair_speed1/exit_layer"], ref_e.numpy())
+    close(out["pair_speed1/probabilities"], ref_p)
+    assert np.abs(ref_p.numpy() - probs).max() > 1e-3                 # the branch differs from the full model
+    assert [x.decode() for x in out["pair_speed1/label"]] == [LABELS[i] for i in ref_p.numpy().argmax(-1)]
+
+
+def test_regression_outputs_score(ex):
+    logits = ex["reg"](ex["packer"](tf.constant(TEXTS)), training=False).numpy()
+    close(ex["out"]["reg_text/score"], logits[:, 0])
+    close(ex["out"]["reg_text/logits"], logits)
+    assert np.ptp(logits) > 1e-3
+
+
+def test_encoder_export(ex):
+    feats = ex["packer"](tf.constant(TEXTS))
+    ref = ex["enc"](feats, training=False)
+    out = ex["out"]
+    for case in ("enc_text", "enc_ids"):
+        close(out[f"{case}/pooled_output"], ref["pooled_output"])
+        close(out[f"{case}/sequence_output"], ref["sequence_output"])
+    np.testing.assert_array_equal(out["enc_text/input_mask"], feats["input_mask"].numpy())
+    mask = feats["input_mask"].numpy()[:, :, None].astype(np.float32)
+    mean = (ref["sequence_output"].numpy() * mask).sum(1) / mask.sum(1)
+    expected = mean / np.linalg.norm(mean, axis=-1, keepdims=True)
+    close(out["enc_encode/embeddings"], expected)
+    close(np.linalg.norm(out["enc_encode/embeddings"], axis=-1), np.ones(len(TEXTS)))
+    meta = json.load(open(os.path.join(ex["enc_dir"], "assets.extra", "bertkit_export.json")))
+    assert meta["kind"] == "encoder" and meta["pooling"] == "mean" and meta["l2_normalize"] is True
+
+
+# ------------------------------------------------------------------------------------------- warm-up requests
+@functools.lru_cache(maxsize=None)
+def _prediction_log_class():
+    """tensorflow.serving.PredictionLog (the parts warm-up uses), built from a descriptor: an independent decoder
+    for the hand-encoded bytes (tensorflow-serving-api is not installed)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from tensorflow.core.framework import tensor_pb2
+
+    pool = descriptor_pool.Default()   # holds tensor.proto (and its dependencies) once tensor_pb2 is imported
+    assert tensor_pb2.DESCRIPTOR.name == "tensorflow/core/framework/tensor.proto"
+    fdp = descriptor_pb2.FileDescriptorProto(name="test_prediction_log.proto", package="tensorflow.serving",
+                                             dependency=["tensorflow/core/framework/tensor.proto"], syntax="proto3")
+    F = descriptor_pb2.FieldDescriptorProto
+    spec = fdp.message_type.add(name="ModelSpec")
+    spec.field.add(name="name", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    spec.field.add(name="signature_name", number=3, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    req = fdp.message_type.add(name="PredictRequest")
+    req.field.add(name="model_spec", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                  type_name=".tensorflow.serving.ModelSpec")
+    entry = req.nested_type.add(name="InputsEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                    type_name=".tensorflow.TensorProto")
+    req.field.add(name="inputs", number=2, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
+                  type_name=".tensorflow.serving.PredictRequest.InputsEntry")
+    plog = fdp.message_type.add(name="PredictLog")
+    plog.field.add(name="request", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                   type_name=".tensorflow.serving.PredictRequest")
+    log = fdp.message_type.add(name="PredictionLog")
+    log.field.add(name="predict_log", number=6, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                  type_name=".tensorflow.serving.PredictLog")
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.PredictionLog"))
+
+
+def _read_warmup(version_dir):
+    cls = _prediction_log_class()
+    path = os.path.join(version_dir, "assets.extra", export.WARMUP_FILE)
+    logs = []
+    for rec in tf.data.TFRecordDataset(path):
+        log = cls()
+        log.ParseFromString(rec.numpy())
+        req = log.predict_log.request
+        logs.append((req.model_spec.signature_name, {k: tf.make_ndarray(v) for k, v in req.inputs.items()}))
+    return logs
+
+
+def test_warmup_requests(ex):
+    logs = _read_warmup(ex["clf_dir"])
+    assert [s for s, _ in logs] == ["serving_default", "serve_ids", "serve_examples"]
+    sig, inputs = logs[0]
+    assert list(inputs) == ["text_a"]
+    assert [x.decode() for x in inputs["text_a"]] == ["warm up", "ça va 😀"]
+    assert set(logs[1][1]) == {"input_ids", "input_mask", "segment_ids"} and logs[1][1]["input_ids"].shape == (2, T)
+    parsed = tf.io.parse_example(logs[2][1]["examples"], {"text_a": tf.io.FixedLenFeature([], tf.string)})
+    assert [x.decode() for x in parsed["text_a"].numpy()] == ["warm up", "ça va 😀"]
+    pair_logs = _read_warmup(ex["pair_dir"])
+    assert [s for s, _ in pair_logs] == ["serving_default", "serve_ids", "serve_examples", "serve_speed",
+                                         "serve_ids_speed"]
+    assert set(pair_logs[0][1]) == {"text_a", "text_b"}
+    assert pair_logs[3][1]["speed"].shape == () and pair_logs[3][1]["speed"].dtype == np.float32
+    # every warm-up request fits its signature: the same input names, dtypes and ranks
+    for d in (ex["clf_dir"], ex["pair_dir"], ex["enc_dir"]):
+        specs = ex["sigs"][d + ":inputs"]
+        for sig, inputs in _read_warmup(d):
+            assert set(inputs) == set(specs[sig]), (d, sig)
+            for name, value in inputs.items():
+                dtype, shape = specs[sig][name]
+                assert (value.dtype == object) == (dtype == "string") and value.ndim == len(shape), (sig, name)
+                if dtype != "string":
+                    assert value.dtype.name == dtype, (sig, name)
+    assert [s for s, _ in _read_warmup(ex["enc_dir"])] == ["serving_default", "encode", "serve_ids"]
+
+
+# ------------------------------------------------------------------------------------------- versions
+def test_next_version(tmp_path):
+    assert export.next_version(tmp_path / "missing") == 1
+    assert export.next_version(tmp_path) == 1
+    for name in ("1", "3", "10x", ".tmp-export-abc", "tmp"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "9").write_text("a file, not a version")
+    assert export.next_version(tmp_path) == 4
+
+
+def test_versions_increase_and_failed_export_leaves_nothing(ex, monkeypatch):
+    base = ex["tmp"] / "models"
+    assert (ex["reg_dir"], ex["enc_dir"]) == (str(base / "1"), str(base / "2"))
+    assert sorted(os.listdir(base)) == ["1", "2"]
+
+    def broken_save(*args, **kwargs):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(tf.saved_model, "save", broken_save)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export.export_classifier(ex["reg"], vocab_file=VOCAB, do_lower_case=True, max_seq_length=T, labels=[],
+                                 is_regression=True, export_base=str(base))
+    assert sorted(os.listdir(base)) == ["1", "2"]
+
+
+def test_publish_retries_when_a_version_appears(tmp_path, monkeypatch):
+    base = tmp_path / "base"
+    (base / "1").mkdir(parents=True)
+    (base / "1" / "saved_model.pb").write_text("taken")
+    staged = base / ".tmp-export-x" / "v"
+    staged.mkdir(parents=True)
+    (staged / "saved_model.pb").write_text("new")
+    answers = iter([1, 2])   # the first pick races with the existing version 1
+    monkeypatch.setattr(export, "next_version", lambda b: next(answers))
+    assert export._publish(str(staged), str(base)) == str(base / "2")
+    assert (base / "2" / "saved_model.pb").read_text() == "new"
+    assert (base / "1" / "saved_model.pb").read_text() == "taken"
+
+
+def test_user_errors(ex, tmp_path):
+    with pytest.raises(bertkit_errors.UserError, match="labels: 2 label names"):
+        export.export_classifier(ex["clf"], vocab_file=VOCAB, do_lower_case=True, max_seq_length=T,
+                                 labels=["a", "b"], export_base=str(tmp_path))
+    with pytest.raises(bertkit_errors.UserError, match="vocab_file=.*not found"):
+        export.export_encoder(ex["enc"], str(tmp_path / "nope.txt"), True, T, str(tmp_path))
+    with pytest.raises(bertkit_errors.UserError, match="--pooling=max"):
+        export.export_encoder(ex["enc"], VOCAB, True, T, str(tmp_path), pooling="max")
+    with pytest.raises(bertkit_errors.UserError, match="max_position_embeddings"):
+        export.export_encoder(ex["enc"], VOCAB, True, 65, str(tmp_path))
+    assert os.listdir(tmp_path) == []
+
+
+def test_prediction_log_encoding_matches_protobuf():
+    """The hand encoding equals protobuf's own serialization of the same message (built from a descriptor)."""
+    cls = _prediction_log_class()
+    msg = cls()
+    msg.predict_log.request.model_spec.signature_name = "serving_default"
+    msg.predict_log.request.inputs["text_a"].CopyFrom(tf.make_tensor_proto(np.array([b"x", b"y\xc3\xa9"],
+                                                                                    dtype=object)))
+    ours = export.prediction_log_bytes("serving_default", {"text_a": np.array([b"x", b"y\xc3\xa9"], dtype=object)})
+    assert ours == msg.SerializeToString(deterministic=True)
+
+
+# ------------------------------------------------------------------------------------------- serve.py
+def test_server_serves_the_export(ex):
+    from serving import server
+    handle = server.start_server_thread([ModelSpecConfig(name="bert", base_path=str(ex["tmp"] / "clf"))],
+                                        file_system_poll_wait_seconds=0)
+    try:
+        def post(path, body):
+            req = urllib.request.Request(handle.url + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return json.loads(r.read())
+
+        texts = TEXTS[:4]
+        probs = tf.nn.softmax(ex["clf"](ex["packer"](tf.constant(texts)), training=False)).numpy()
+        preds = post("/v1/models/bert:predict", {"instances": texts})["predictions"]
+        close([p["probabilities"] for p in preds], probs)
+        assert [p["label"] for p in preds] == [LABELS[i] for i in probs.argmax(-1)]
+        res = post("/v1/models/bert:classify", {"examples": [{"text_a": t} for t in texts]})["results"]
+        assert [[c for c, _ in r] for r in res] == [LABELS] * len(texts)
+        close([[s for _, s in r] for r in res], probs)
+        with urllib.request.urlopen(handle.url + "/v1/models/bert/metadata", timeout=60) as r:
+            sigs = json.loads(r.read())["metadata"]["signature_def"]["signature_def"]
+        assert sigs["serving_default"]["inputs"]["text_a"]["dtype"] == "DT_STRING"
+    finally:
+        handle.stop()
