@@ -12,7 +12,29 @@ after every epoch (--do_eval) and keeps the best checkpoint by the task's main m
 evaluation, prediction and export use it. Rerunning the same command resumes (and does not train again when done).
 Writes into --output_dir: ckpt-N (encoder, classifier_head, optimizer, global_step), bert_config.json, vocab.txt,
 bertkit.json, task_meta.json, logs/train, logs/eval, eval_results.txt, test_results.tsv + predictions.tsv, export/.
+
+TinyBERT task distillation: --teacher_checkpoint=<run_classifier output_dir of a teacher fine-tuned on the task> (same
+labels in the same order, else a one-line error) trains the --bert_config_file / --init_checkpoint student against
+the frozen teacher; --distill_stage=intermediate|prediction|both, --layer_mapping, --attention_loss, --temperature,
+--hard_label_weight. The intermediate stage adds `fit_dense` to the checkpoints (restored from an --init_checkpoint
+general-distillation output when it has one of the same widths) and, since it does not train the classifier head,
+keeps no best/ checkpoint (the latest one is used; the dev set is evaluated at the end only). Evaluation, prediction
+and export use the student alone; its output_dir is the --init_checkpoint of the next stage:
+
+    python run_classifier.py ... --init_checkpoint=general_distill_out --teacher_checkpoint=teacher_out \
+        --distill_stage=intermediate --output_dir=student_inter
+    python run_classifier.py ... --init_checkpoint=student_inter --teacher_checkpoint=teacher_out \
+        --distill_stage=prediction --output_dir=student_final
+
+FastBERT: --fastbert adds a branch classifier after every layer but the last (checkpoint item `branches`).
+--fastbert_stage=finetune (default) fine-tunes as usual and saves the branches untrained; --fastbert_stage=distill
+starts from a fine-tuned --init_checkpoint, freezes encoder and classifier head and trains the branches on the KL to
+the final classifier's distribution (the training set's texts, or the unlabelled --distill_file), keeping the latest
+checkpoint (no best/). After the distill stage, --do_eval adds speed_<s>_{accuracy,agreement,avg_exit_layer,
+relative_flops,examples_per_second} for each --speed and full_model_* to eval_results.txt, writes speed_table.txt and
+logs the speed/accuracy curve under logs/eval; --do_export exports the early-exit signatures (speed -> exit_layer).
 """
+import json
 import os
 
 from absl import flags
@@ -75,6 +97,34 @@ flags.DEFINE_string("labels", None, "custom: comma-separated labels in id order 
 flags.DEFINE_bool("has_header", True, "custom: TSV/CSV files have a header line.")
 flags.DEFINE_bool("is_regression", False, "custom: the label is a number (regression).")
 flags.DEFINE_string("id_column", None, "custom: column with a row id (used in predictions.tsv).")
+# TinyBERT task distillation.
+flags.DEFINE_string("teacher_checkpoint", None, "TinyBERT task distillation: the output_dir of run_classifier.py for "
+                    "a teacher fine-tuned on this task (same labels in the same order); its best/ checkpoint, else "
+                    "its latest, is loaded and frozen. The --bert_config_file / --init_checkpoint model is the "
+                    "student.")
+flags.DEFINE_enum("distill_stage", "both", ["intermediate", "prediction", "both"],
+                  "Task distillation stage: intermediate (embedding, hidden-state and attention losses; the "
+                  "student's classifier head is not trained and the latest checkpoint is kept, no best/ selection), "
+                  "prediction (soft cross-entropy to the teacher's logits) or both at once.")
+flags.DEFINE_string("layer_mapping", "uniform", "Task distillation: student layer -> teacher layer, 'uniform' or "
+                    "'s:t,...' (e.g. 0:2,1:5,2:8,3:11 for 12 -> 4 layers).")
+flags.DEFINE_enum("attention_loss", "mse", ["mse", "kl", "none"], "Task distillation: attention loss.")
+flags.DEFINE_float("temperature", 1.0, "Task distillation: temperature of the prediction loss.")
+flags.DEFINE_float("hard_label_weight", 0.0, "Task distillation: weight of the gold-label cross-entropy added to the "
+                   "prediction loss (0: soft labels only, as TinyBERT).")
+# FastBERT.
+flags.DEFINE_bool("fastbert", False, "FastBERT: a branch classifier after every layer but the last, for early exit.")
+flags.DEFINE_enum("fastbert_stage", "finetune", ["finetune", "distill"],
+                  "FastBERT stage: finetune (backbone + final classifier as usual; the branches are created and "
+                  "saved untrained) or distill (from a fine-tuned --init_checkpoint, backbone and final classifier "
+                  "frozen, every branch trained on the KL to the final classifier; no labels needed; the latest "
+                  "checkpoint is kept, no best/ selection).")
+flags.DEFINE_string("distill_file", None, "FastBERT distill stage: train the branches on this unlabelled text file "
+                    "(one text a line, or a .tsv/.csv with a text/sentence column) instead of the training set.")
+flags.DEFINE_string("distill_text_column", None, "FastBERT: the column of a delimited --distill_file to read.")
+flags.DEFINE_integer("branch_hidden_size", 128, "FastBERT: width of the branch classifiers.")
+flags.DEFINE_string("speed", "0,0.1,0.3,0.5,0.8", "FastBERT: comma-separated early-exit speeds in [0, 1] to "
+                    "evaluate (normalized-entropy thresholds) with --do_eval after the distill stage.")
 
 FLAGS = flags.FLAGS
 
@@ -106,9 +156,48 @@ def _check_flags():
         raise _err(f"--num_train_epochs={FLAGS.num_train_epochs}: must be positive")
     if not 0 <= FLAGS.warmup_proportion <= 1:
         raise _err(f"--warmup_proportion={FLAGS.warmup_proportion}: must be in [0, 1]")
+    if not FLAGS.teacher_checkpoint:
+        for name in ("distill_stage", "layer_mapping", "attention_loss", "temperature", "hard_label_weight"):
+            if FLAGS[name].present:
+                raise _err(f"--{name}: only for task distillation (--teacher_checkpoint)")
+    if FLAGS.temperature <= 0:
+        raise _err(f"--temperature={FLAGS.temperature}: must be positive")
+    if FLAGS.hard_label_weight < 0:
+        raise _err(f"--hard_label_weight={FLAGS.hard_label_weight}: must not be negative")
+    if not FLAGS.fastbert:
+        for name in ("fastbert_stage", "distill_file", "distill_text_column", "branch_hidden_size", "speed"):
+            if FLAGS[name].present:
+                raise _err(f"--{name}: only with --fastbert")
+    if FLAGS.fastbert and FLAGS.teacher_checkpoint:
+        raise _err("--fastbert / --teacher_checkpoint: not together (distil the student first, then add FastBERT "
+                   "branches to it with --init_checkpoint)")
+    if FLAGS.distill_file:
+        if FLAGS.fastbert_stage != "distill":
+            raise _err("--distill_file: only with --fastbert_stage=distill")
+        if not os.path.isfile(FLAGS.distill_file):
+            raise _err(f"--distill_file={FLAGS.distill_file}: no such file")
 
 
-def _load_records(processors, finetuning, classifier_lib, out_meta, has_checkpoint, lower_case_given):
+def _speeds():
+    speeds = []
+    for item in FLAGS.speed.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            value = float(item)
+        except ValueError:
+            raise _err(f"--speed={FLAGS.speed}: {item!r} is not a number") from None
+        if not 0.0 <= value <= 1.0:
+            raise _err(f"--speed={FLAGS.speed}: {item} is not in [0, 1]")
+        speeds.append(value)
+    if not speeds:
+        raise _err(f"--speed={FLAGS.speed}: no speed given")
+    return speeds
+
+
+def _load_records(processors, finetuning, classifier_lib, out_meta, has_checkpoint, lower_case_given,
+                  train_records=True):
     """(processor, meta, records_dir) from --data_dir (records written into output_dir) or --records_dir."""
     if FLAGS.records_dir:
         meta = finetuning.read_task_meta(FLAGS.records_dir)
@@ -151,10 +240,82 @@ def _load_records(processors, finetuning, classifier_lib, out_meta, has_checkpoi
                                           f"--output_dir={FLAGS.output_dir}")
     tokenizer = FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
     meta = classifier_lib.prepare_records(
-        processor, FLAGS.data_dir, tokenizer, FLAGS.output_dir, FLAGS.max_seq_length, do_train=FLAGS.do_train,
+        processor, FLAGS.data_dir, tokenizer, FLAGS.output_dir, FLAGS.max_seq_length,
+        do_train=FLAGS.do_train and train_records,
         do_eval=FLAGS.do_eval, do_predict=FLAGS.do_predict, vocab_file=FLAGS.vocab_file,
         do_lower_case=FLAGS.do_lower_case)
+    if meta is None:  # no records needed (FastBERT branches trained on --distill_file only): the task's metadata
+        import bertkit_io
+
+        meta = {"task": processor.task_name, "labels": list(labels), "num_labels": processor.num_labels,
+                "is_regression": bool(processor.is_regression), "main_metric": processor.main_metric,
+                "max_seq_length": int(FLAGS.max_seq_length), "vocab_file": os.path.abspath(FLAGS.vocab_file),
+                "do_lower_case": bool(FLAGS.do_lower_case), "processor": processor.config(), "splits": {}}
+        with bertkit_io.atomic_write(os.path.join(FLAGS.output_dir, finetuning.META_FILE)) as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+            f.write("\n")
     return processor, meta, FLAGS.output_dir
+
+
+def _check_teacher(config, labels, is_regression, tinybert):
+    """The teacher directory's task_meta.json and bert_config.json against this task and the student (before any
+    model is built). Returns the teacher's task meta."""
+    from data import finetuning
+    from modeling import ModelConfig
+    from training import distillation
+
+    where = f"--teacher_checkpoint={FLAGS.teacher_checkpoint}"
+    if not os.path.isdir(FLAGS.teacher_checkpoint):
+        raise _err(f"{where}: not a directory (give the output_dir of run_classifier.py for the teacher)")
+    teacher_meta = finetuning.read_task_meta(FLAGS.teacher_checkpoint)
+    config_file = os.path.join(FLAGS.teacher_checkpoint, "bert_config.json")
+    if teacher_meta is None or not os.path.isfile(config_file):
+        raise _err(f"{where}: no task_meta.json / bert_config.json (not a run_classifier.py output directory)")
+    if bool(teacher_meta.get("is_regression")) != is_regression:
+        kinds = {True: "regression", False: "classification"}
+        raise _err(f"{where}: the teacher is a {kinds[bool(teacher_meta.get('is_regression'))]} model, this task is "
+                   f"{kinds[is_regression]}")
+    tinybert.check_teacher_labels(teacher_meta.get("labels"), labels, where=where)
+    teacher = ModelConfig.from_json_file(config_file)
+    if teacher.vocab_size != config.vocab_size:
+        raise _err(f"{where}: the teacher's vocab_size {teacher.vocab_size} differs from the student's "
+                   f"{config.vocab_size} ({FLAGS.bert_config_file}); teacher and student must share the vocabulary")
+    if FLAGS.max_seq_length > teacher.max_position_embeddings:
+        raise _err(f"--max_seq_length={FLAGS.max_seq_length}: longer than the teacher's max_position_embeddings "
+                   f"{teacher.max_position_embeddings}")
+    if FLAGS.distill_stage != "prediction":
+        if FLAGS.attention_loss != "none" and teacher.num_attention_heads != config.num_attention_heads:
+            raise _err(f"--attention_loss={FLAGS.attention_loss}: the student has {config.num_attention_heads} "
+                       f"attention heads and the teacher {teacher.num_attention_heads}; the attention loss needs "
+                       "equal counts (use --attention_loss=none)")
+        distillation.parse_layer_mapping(FLAGS.layer_mapping, config.num_hidden_layers, teacher.num_hidden_layers)
+    return teacher_meta
+
+
+def _method_info(teacher_meta):
+    """bertkit.json / hparams entries of the task-distillation and FastBERT settings."""
+    info = {}
+    if FLAGS.teacher_checkpoint:
+        info["task_distillation"] = {
+            "teacher_checkpoint": os.path.abspath(FLAGS.teacher_checkpoint), "stage": FLAGS.distill_stage,
+            "layer_mapping": FLAGS.layer_mapping, "attention_loss": FLAGS.attention_loss,
+            "temperature": FLAGS.temperature, "hard_label_weight": FLAGS.hard_label_weight,
+            "teacher_task": (teacher_meta or {}).get("task")}
+    if FLAGS.fastbert:
+        info["fastbert"] = {"stage": FLAGS.fastbert_stage, "branch_hidden_size": FLAGS.branch_hidden_size,
+                            "distill_file": os.path.abspath(FLAGS.distill_file) if FLAGS.distill_file else None,
+                            "speeds": FLAGS.speed}
+    return info
+
+
+def _is_bertkit_prefix(prefix):
+    import tensorflow as tf
+
+    try:
+        tf.train.list_variables(prefix)
+    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError, TypeError):
+        return False
+    return True
 
 
 def main(argv):
@@ -195,8 +356,10 @@ def main(argv):
                        f"{config.max_position_embeddings} of {FLAGS.bert_config_file}")
 
     check_length()
+    fastbert_distill = FLAGS.fastbert and FLAGS.fastbert_stage == "distill"
+    speeds = _speeds() if FLAGS.fastbert else None
     processor, meta, records_dir = _load_records(processors, finetuning, classifier_lib, out_meta, has_checkpoint,
-                                                 lower_case_given)
+                                                 lower_case_given, train_records=not FLAGS.distill_file)
     check_length()  # with --records_dir the length comes from the records
     init_meta = defaults.get("task_meta")
     init_head = False
@@ -211,8 +374,12 @@ def main(argv):
     dev_splits = classifier_lib.splits_of_kind(meta, processor, "dev")
     test_splits = classifier_lib.splits_of_kind(meta, processor, "test")
     train_splits = classifier_lib.splits_of_kind(meta, processor, "train")
+    if FLAGS.distill_file:
+        train_splits = []  # the branches learn from the --distill_file texts
     for flag, kind, names in (("do_train", "train", train_splits), ("do_eval", "dev", dev_splits),
                               ("do_predict", "test", test_splits)):
+        if flag == "do_train" and FLAGS.distill_file:
+            continue
         if getattr(FLAGS, flag) and not names:
             raise _err(f"--{flag}: no {kind} records in {records_dir}")
 
@@ -226,6 +393,25 @@ def main(argv):
             raise _err(f"{split_file(split)}: no such file (named in {records_dir}/task_meta.json)")
     pipeline.check_finetuning_records([split_file(s) for s in used], FLAGS.max_seq_length)
 
+    teacher_meta = None
+    if FLAGS.teacher_checkpoint:
+        from training import tinybert
+
+        teacher_meta = _check_teacher(config, labels, is_regression, tinybert)
+    if FLAGS.fastbert:
+        if is_regression:
+            raise _err("--fastbert: FastBERT early exit needs a classification task, not regression")
+        if fastbert_distill and FLAGS.do_train and not has_checkpoint:
+            if not FLAGS.init_checkpoint:
+                raise _err("--fastbert_stage=distill: --init_checkpoint required (the output_dir of a fine-tuned "
+                           "classifier for this task, e.g. of --fastbert_stage=finetune)")
+            if not init_head:
+                raise _err(f"--init_checkpoint={FLAGS.init_checkpoint}: --fastbert_stage=distill needs a classifier "
+                           f"fine-tuned on this task (a run_classifier.py output_dir with task_meta.json)")
+            if os.path.abspath(defaults.get("model_dir", "")) == os.path.abspath(FLAGS.output_dir):
+                raise _err(f"--output_dir={FLAGS.output_dir}: --fastbert_stage=distill writes a new model directory; "
+                           "give one other than --init_checkpoint")
+
     if FLAGS.seed is not None:
         keras.utils.set_random_seed(FLAGS.seed)
     keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
@@ -236,7 +422,8 @@ def main(argv):
             trainer_lib.copy_file(FLAGS.vocab_file, os.path.join(FLAGS.output_dir, "vocab.txt"))
         trainer_lib.write_json(os.path.join(FLAGS.output_dir, "bertkit.json"), {
             "do_lower_case": FLAGS.do_lower_case, "max_seq_length": FLAGS.max_seq_length,
-            "model_type": config.model_type, "task": processor.task_name, "created_by": "run_classifier.py"})
+            "model_type": config.model_type, "task": processor.task_name, "created_by": "run_classifier.py",
+            **_method_info(teacher_meta)})
         if records_dir != FLAGS.output_dir:
             trainer_lib.write_json(os.path.join(FLAGS.output_dir, finetuning.META_FILE), meta)
 
@@ -247,12 +434,28 @@ def main(argv):
         raise _err(f"--gradient_accumulation_steps={FLAGS.gradient_accumulation_steps}: does not divide the "
                    f"per-replica batch {FLAGS.train_batch_size // num_replicas}")
     num_train_examples = meta["splits"][train_splits[0]]["num_real_examples"] if train_splits else 0
+    if FLAGS.distill_file and FLAGS.do_train:
+        from training import fastbert
+
+        num_train_examples = len(fastbert.read_unlabelled_texts(FLAGS.distill_file, FLAGS.distill_text_column))
     num_train_steps = classifier_lib.num_train_steps_for(
         max(num_train_examples, 1), FLAGS.train_batch_size, FLAGS.num_train_epochs)
     num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
 
     with strategy.scope():
-        setup = classifier_lib.build_classifier_setup(config, num_labels, is_regression)
+        if FLAGS.teacher_checkpoint:
+            teacher_config, _, teacher = tinybert.load_teacher_classifier(FLAGS.teacher_checkpoint)
+            print(f"teacher: {teacher_config.model_type} {teacher_config.num_hidden_layers} layers, hidden "
+                  f"{teacher_config.hidden_size}, from {teacher.checkpoint_prefix} (frozen)")
+            setup = classifier_lib.build_task_distillation_setup(
+                config, num_labels, teacher, teacher_config, is_regression=is_regression, stage=FLAGS.distill_stage,
+                layer_mapping=FLAGS.layer_mapping, attention_loss=FLAGS.attention_loss,
+                temperature=FLAGS.temperature, hard_label_weight=FLAGS.hard_label_weight)
+        elif FLAGS.fastbert:
+            setup = classifier_lib.build_fastbert_setup(config, num_labels, stage=FLAGS.fastbert_stage,
+                                                        branch_hidden_size=FLAGS.branch_hidden_size)
+        else:
+            setup = classifier_lib.build_classifier_setup(config, num_labels, is_regression)
         optimizer = optimization.create_optimizer(
             FLAGS.learning_rate, num_train_steps, num_warmup_steps, optimizer=FLAGS.optimizer, clipnorm=None,
             layerwise_lr_decay=FLAGS.layerwise_lr_decay, encoder=setup.encoder)
@@ -269,6 +472,12 @@ def main(argv):
         note = ""
         if init_head and classifier_lib.restore_head(setup, prefix):
             note = " (with its classifier head)"
+        fit_dense = setup.checkpoint_items.get("fit_dense")
+        if fit_dense is not None and _is_bertkit_prefix(prefix):
+            if classifier_lib.restore_fit_dense(fit_dense, prefix):
+                note += " (with its fit_dense)"
+            else:
+                note += " (fit_dense: none there or of other widths, a fresh projection)"
         print(f"initialised from {prefix}{note}")
 
     def datasets(names, batch_size):
@@ -277,6 +486,10 @@ def main(argv):
                                                check_records=False) for s in names}
 
     eval_sets = datasets(dev_splits, FLAGS.eval_batch_size) if FLAGS.do_eval else {}
+    # No best-checkpoint selection by dev accuracy where it means nothing: task distillation's intermediate stage
+    # (the student's head is not trained) and FastBERT's distill stage (the final classifier is frozen): the latest
+    # checkpoint is used, and the dev set is evaluated only at the end.
+    select_best = not ((FLAGS.teacher_checkpoint and FLAGS.distill_stage == "intermediate") or fastbert_distill)
     best = classifier_lib.BestCheckpoint(
         FLAGS.output_dir, classifier_lib.main_metric_key(processor.task_name, is_regression, dev_splits or ["dev"]))
 
@@ -286,17 +499,30 @@ def main(argv):
                                        output_dir=FLAGS.output_dir if is_chief else None)
 
     if FLAGS.do_train:
-        train_file = split_file(train_splits[0])
+        if FLAGS.distill_file:
+            from tokenization import FullTokenizer
+            from training import fastbert
 
-        def train_dataset_fn(ctx):
-            return pipeline.finetuning_dataset(None, FLAGS.max_seq_length, FLAGS.train_batch_size, is_training=True,
-                                               is_regression=is_regression, input_context=ctx, seed=FLAGS.seed,
-                                               files=[train_file], check_records=False)
+            tokenizer = FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+
+            def train_dataset_fn(ctx):
+                return fastbert.unlabelled_text_dataset(
+                    FLAGS.distill_file, tokenizer, FLAGS.max_seq_length, FLAGS.train_batch_size, seed=FLAGS.seed,
+                    text_column=FLAGS.distill_text_column, input_context=ctx)
+        else:
+            train_file = split_file(train_splits[0])
+
+            def train_dataset_fn(ctx):
+                return pipeline.finetuning_dataset(None, FLAGS.max_seq_length, FLAGS.train_batch_size,
+                                                   is_training=True, is_regression=is_regression, input_context=ctx,
+                                                   seed=FLAGS.seed, files=[train_file], check_records=False)
 
         hparams = {k: getattr(FLAGS, k) for k in (
             "task_name", "bert_config_file", "init_checkpoint", "max_seq_length", "train_batch_size",
             "learning_rate", "num_train_epochs", "warmup_proportion", "save_checkpoints_steps", "optimizer",
             "gradient_accumulation_steps", "mixed_precision", "enable_xla", "layerwise_lr_decay", "seed")}
+        hparams.update({f"{group}.{k}": v for group, values in _method_info(teacher_meta).items()
+                        for k, v in values.items()})
         hparams.update(num_train_steps=num_train_steps, num_warmup_steps=num_warmup_steps,
                        num_train_examples=num_train_examples, distribution_strategy=type(strategy).__name__)
         print(f"training: {num_train_examples} examples, {FLAGS.num_train_epochs:g} epochs, "
@@ -307,17 +533,18 @@ def main(argv):
                                                       FLAGS.num_train_epochs),
             steps_per_checkpoint=FLAGS.save_checkpoints_steps, iterations_per_loop=FLAGS.iterations_per_loop,
             checkpoint_items=items, examples_per_step=FLAGS.train_batch_size,
-            evaluate_fn=evaluate_fn if FLAGS.do_eval else None, best=best,
+            evaluate_fn=evaluate_fn if FLAGS.do_eval and select_best else None, best=best if select_best else None,
             init_fn=restore_init if FLAGS.init_checkpoint else None, max_checkpoints_to_keep=FLAGS.keep_checkpoint_max,
             hparams=hparams, is_chief=is_chief)
         print(f"training done: global_step={result['global_step']} (trained {result['trained_steps']} steps)")
 
     # The model used from here on: the best checkpoint when there is one, else the latest, else --init_checkpoint.
-    prefix = best.prefix() or tf.train.latest_checkpoint(FLAGS.output_dir)
+    best_prefix = best.prefix() if select_best else None
+    prefix = best_prefix or tf.train.latest_checkpoint(FLAGS.output_dir)
     if prefix:
         model_ckpt.restore(prefix).expect_partial()
         global_step = int(prefix.rsplit("-", 1)[-1]) if prefix.rsplit("-", 1)[-1].isdigit() else 0
-        which = "best" if prefix == best.prefix() else "latest"
+        which = "best" if prefix == best_prefix else "latest"
         print(f"using the {which} checkpoint {prefix}")
     elif FLAGS.init_checkpoint:
         if not init_head:
@@ -329,7 +556,17 @@ def main(argv):
                    "--init_checkpoint)")
 
     if FLAGS.do_eval:
+        if FLAGS.teacher_checkpoint and FLAGS.distill_stage == "intermediate":
+            print("note: --distill_stage=intermediate does not train the student's classifier head; its dev metrics "
+                  "mean nothing until the prediction stage")
         results = evaluate_fn(global_step)
+        if fastbert_distill:
+            speed_results, _ = classifier_lib.fastbert_speed_evaluation(
+                setup, eval_sets, speeds, output_dir=FLAGS.output_dir if is_chief else None, global_step=global_step)
+            results.update(speed_results)
+        elif FLAGS.fastbert:
+            print("note: the FastBERT branches are trained by --fastbert_stage=distill; the early-exit speeds are "
+                  "evaluated there")
         if is_chief:
             trainer_lib.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), results)
 
@@ -352,7 +589,10 @@ def main(argv):
             setup.classifier, vocab_file=os.path.join(FLAGS.output_dir, "vocab.txt"),
             do_lower_case=FLAGS.do_lower_case, max_seq_length=FLAGS.max_seq_length, labels=labels,
             is_regression=is_regression, pair=classifier_lib.task_is_pair(processor),
-            export_base=FLAGS.export_dir or os.path.join(FLAGS.output_dir, "export"))
+            export_base=FLAGS.export_dir or os.path.join(FLAGS.output_dir, "export"),
+            **({"branches": setup.branches} if fastbert_distill else {}))
+        if FLAGS.fastbert and not fastbert_distill:
+            print("note: exported without the FastBERT branches (untrained before --fastbert_stage=distill)")
         print(f"exported {version_dir}")
 
 

@@ -80,6 +80,7 @@ class ClassifierSetup:
       trainer, see `all_checkpoint_items`). Restoring these alone (expect_partial) is enough to predict.
     trainable_variables_fn: None (all of network's trainable variables) or a callable.
     encoder: the encoder layer-wise LR decay and --init_checkpoint apply to.
+    branches: FastBERT's BranchSet (build_fastbert_setup), else None.
     """
     classifier: object
     network: object
@@ -88,6 +89,7 @@ class ClassifierSetup:
     checkpoint_items: dict
     trainable_variables_fn: object = None
     encoder: object = None
+    branches: object = None
     _predict: object = dataclasses.field(default=None, repr=False)
 
     def all_checkpoint_items(self, trainer):
@@ -132,6 +134,139 @@ def build_classifier_setup(config, num_labels, is_regression=False, dropout=None
         trainable_variables_fn=None,
         encoder=classifier.encoder,
     )
+
+
+def build_task_distillation_setup(config, num_labels, teacher, teacher_config, *, is_regression=False,
+                                  stage="both", layer_mapping=None, attention_loss="mse", temperature=1.0,
+                                  hard_label_weight=0.0, fit_dense=None, dropout=None):
+    """TinyBERT task distillation (run_classifier.py --teacher_checkpoint): a student `build_classifier(config)`
+    trained against the frozen `teacher` classifier (`.encoder`, `.head`) with the DistillationLoss of `stage`.
+
+    The intermediate stages need a projection when the widths differ: `fit_dense` (e.g. restored from a general
+    distillation checkpoint by the caller) or a fresh `modeling.build_fit_dense`; it is then a checkpoint item and
+    trained. Trainable: the student encoder (+ fit_dense) for "intermediate" (the head gets no signal), the student
+    encoder + head for "prediction", all three for "both". `classifier` / `predict_fn` are the student's, so
+    evaluation, prediction and export see the student only; checkpoint items `encoder`, `classifier_head` (+
+    `fit_dense`) load into a plain classifier."""
+    from modeling import build_classifier, build_fit_dense
+    from training import distillation, tinybert
+
+    student = build_classifier(config, 1 if is_regression else num_labels, dropout)
+    inter = stage in ("intermediate", "both")
+    if not inter:
+        fit_dense = None
+    elif fit_dense is None and config.hidden_size != teacher_config.hidden_size:
+        fit_dense = build_fit_dense(config, teacher_config.hidden_size)
+    loss = distillation.DistillationLoss(
+        config.hidden_size, teacher_config.hidden_size, config.num_hidden_layers, teacher_config.num_hidden_layers,
+        layer_mapping=layer_mapping if inter else None, stage=stage, attention_loss=attention_loss,
+        temperature=temperature, hard_label_weight=hard_label_weight, is_regression=is_regression,
+        fit_dense=fit_dense, use_projection=False)
+    network = tinybert.TaskDistillationNetwork(student, teacher, loss)
+    items = {"encoder": student.encoder, "classifier_head": student.head}
+    if fit_dense is not None:
+        items["fit_dense"] = fit_dense
+
+    def trainable():
+        variables = list(student.encoder.trainable_variables)
+        if stage != "intermediate":
+            variables += list(student.head.trainable_variables)
+        if fit_dense is not None:
+            variables += list(fit_dense.trainable_variables)
+        return variables
+
+    return ClassifierSetup(
+        classifier=student, network=network, loss_fn=tinybert.task_distillation_loss_fn(loss),
+        metric_names=tinybert.task_distillation_metric_names(loss), checkpoint_items=items,
+        trainable_variables_fn=trainable, encoder=student.encoder)
+
+
+def restore_fit_dense(fit_dense, prefix):
+    """Restore `fit_dense` from checkpoint `prefix` (a general distillation output) when it has one whose variable
+    shapes match. Returns True if it did (False: no `fit_dense` there, or other widths: keep the fresh one)."""
+    import tensorflow as tf
+
+    if fit_dense is None:
+        return False
+    shapes = sorted(tuple(shape) for name, shape in tf.train.list_variables(prefix)
+                    if name.startswith("fit_dense/") and name.endswith("VARIABLE_VALUE")
+                    and "OPTIMIZER_SLOT" not in name)
+    ours = sorted(tuple(v.shape) for v in fit_dense.variables)
+    if not shapes or shapes != ours:
+        return False
+    status = tf.train.Checkpoint(fit_dense=fit_dense).restore(prefix)
+    status.expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError):
+        return False
+    return True
+
+
+def build_fastbert_setup(config, num_labels, *, stage="finetune", branch_hidden_size=128, dropout=None):
+    """FastBERT (run_classifier.py --fastbert): `build_classifier(config)` plus a `training.fastbert.BranchSet` of
+    num_hidden_layers - 1 branch classifiers (built, so they are saved even untrained). Checkpoint items `encoder`,
+    `classifier_head`, `branches`.
+
+    stage "finetune": the plain fine-tuning network/loss (the branches are not trained). stage "distill":
+    `SelfDistillationNetwork` (encoder and final head frozen) trained on the KL to the final classifier, only the
+    branches trainable; labels are not needed. `setup.branches` is the BranchSet."""
+    from modeling import build_classifier
+    from training import fastbert
+
+    if stage not in ("finetune", "distill"):
+        raise bertkit_errors.UserError(f"--fastbert_stage={stage}: expected finetune or distill")
+    if config.num_hidden_layers < 2:
+        raise bertkit_errors.UserError(f"--fastbert: the model has {config.num_hidden_layers} layer; FastBERT needs "
+                                       "at least 2 (a branch after every layer but the last)")
+    if branch_hidden_size <= 0 or branch_hidden_size % 2:
+        raise bertkit_errors.UserError(f"--branch_hidden_size={branch_hidden_size}: must be a positive even number "
+                                       "(2 attention heads)")
+    classifier = build_classifier(config, num_labels, dropout)
+    branches = fastbert.BranchSet(config.num_hidden_layers, num_labels, branch_hidden_size)
+    for branch in branches:
+        branch.build((None, None, config.hidden_size))
+    branches.built = True
+    items = {"encoder": classifier.encoder, "classifier_head": classifier.head, "branches": branches}
+    if stage == "finetune":
+        setup = ClassifierSetup(
+            classifier=classifier, network=InputsFilter(classifier), loss_fn=classification_loss_fn(False),
+            metric_names=["accuracy"], checkpoint_items=items, trainable_variables_fn=None,
+            encoder=classifier.encoder, branches=branches)
+    else:
+        network = fastbert.SelfDistillationNetwork(classifier.encoder, classifier.head, branches)
+        setup = ClassifierSetup(
+            classifier=classifier, network=network, loss_fn=fastbert.self_distillation_loss_fn(),
+            metric_names=fastbert.self_distillation_metric_names(len(branches)), checkpoint_items=items,
+            trainable_variables_fn=lambda: list(branches.trainable_variables), encoder=classifier.encoder,
+            branches=branches)
+    return setup
+
+
+def fastbert_speed_evaluation(setup, datasets, speeds, *, output_dir=None, global_step=0, print_fn=print):
+    """Early-exit evaluation of a FastBERT setup on every dev split ({split: dataset}) at each speed
+    (`training.fastbert.evaluate_speeds`). Returns (flat results for eval_results.txt, prefixed `<split>/` with
+    several splits, {split: rows}). With `output_dir`: the table is written to output_dir/speed_table.txt and the
+    speed/accuracy curve logged under output_dir/logs/eval at global_step."""
+    from training import fastbert
+
+    results, all_rows, tables = {}, {}, []
+    prefix = len(datasets) > 1
+    for split, dataset in datasets.items():
+        rows = fastbert.evaluate_speeds(setup.encoder, setup.branches, setup.classifier.head, dataset, speeds)
+        all_rows[split] = rows
+        flat = fastbert.speed_results_for_eval_file(rows)
+        results.update({(f"{split}/{k}" if prefix else k): v for k, v in flat.items()})
+        table = fastbert.format_speed_table(rows)
+        tables.append((f"{split}:\n" if prefix else "") + table)
+        print_fn(f"FastBERT early exit on {split}:\n{table}")
+        if output_dir is not None:
+            log_dir = os.path.join(output_dir, "logs", "eval" if not prefix else os.path.join("eval", split))
+            fastbert.log_speed_curve(log_dir, rows, int(global_step))
+    if output_dir is not None:
+        with bertkit_io.atomic_write(os.path.join(output_dir, "speed_table.txt")) as f:
+            f.write("\n\n".join(tables) + "\n")
+    return results, all_rows
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -587,6 +722,7 @@ def train_and_evaluate(trainer, dataset_fn, *, strategy, output_dir, epoch_ends,
 
 __all__ = [
     "ClassifierSetup", "InputsFilter", "build_classifier_setup", "classification_loss_fn", "model_inputs",
+    "build_task_distillation_setup", "restore_fit_dense", "build_fastbert_setup", "fastbert_speed_evaluation",
     "model_dir_defaults", "resolve_checkpoint", "restore_head",
     "processor_from_meta", "task_is_pair", "splits_of_kind", "prepare_records", "check_labels_match", "source_ids",
     "run_predictions", "softmax", "eval_loss", "evaluate", "main_metric_key", "prediction_file_names",

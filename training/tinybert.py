@@ -14,6 +14,7 @@ Task distillation (run_classifier.py, two stages: "intermediate" then "predictio
     trainer = TrainerModel(net, task_distillation_loss_fn(distill_loss), task_distillation_metric_names(distill_loss),
                            trainable_variables_fn=net.student_trainable_variables)
     check_teacher_labels(teacher_meta["labels"], processor.get_labels())
+    teacher_config, teacher_meta, teacher_classifier = load_teacher_classifier(teacher_dir)   # a run_classifier dir
 
 The teacher always runs with training=False, is frozen (`trainable = False`) and its variables are never in the
 trainable set: it is restored from its checkpoint on every start (it is not a checkpoint item of the student's run).
@@ -84,6 +85,44 @@ def restore_teacher_weights(encoder, checkpoint, flag="teacher_checkpoint", name
                 msg = f"--{flag}{old[len('--init_checkpoint'):]}" + msg[len(old):]
                 break
         raise UserError(msg) from None
+
+
+def load_teacher_classifier(model_dir, flag="teacher_checkpoint"):
+    """(config, task_meta, frozen classifier) for a task-distillation teacher: a run_classifier.py output directory
+    holding bert_config.json, task_meta.json and checkpoints; the weights (`encoder` + `classifier_head`) come from
+    its best/ checkpoint when it has one, else its latest. Call inside `strategy.scope()`. Errors are one-line
+    UserErrors naming `--<flag>`."""
+    from data import finetuning
+    from modeling import ModelConfig, build_classifier
+    from training import classifier as classifier_lib
+
+    where = f"--{flag}={model_dir}"
+    if not model_dir or not os.path.isdir(model_dir):
+        raise UserError(f"{where}: not a directory (give the output_dir of run_classifier.py for the teacher)")
+    config_file = os.path.join(model_dir, "bert_config.json")
+    if not os.path.isfile(config_file):
+        raise UserError(f"{where}: no bert_config.json (not a run_classifier.py output directory)")
+    meta = finetuning.read_task_meta(model_dir)
+    if meta is None:
+        raise UserError(f"{where}: no task_meta.json (not a run_classifier.py output directory)")
+    prefix = classifier_lib.BestCheckpoint(model_dir, None).prefix() or tf.train.latest_checkpoint(model_dir)
+    if not prefix:
+        raise UserError(f"{where}: no checkpoint (fine-tune the teacher first)")
+    names = [name for name, _ in tf.train.list_variables(prefix)]
+    if not any(n.startswith("classifier_head/") for n in names):
+        raise UserError(f"{where}: checkpoint {prefix} has no classifier_head (not a fine-tuned classifier)")
+    config = ModelConfig.from_json_file(config_file)
+    num_labels = 1 if meta.get("is_regression") else len(meta.get("labels") or [])
+    model = build_classifier(config, num_labels)
+    status = tf.train.Checkpoint(encoder=model.encoder, classifier_head=model.head).restore(prefix)
+    status.expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as e:
+        raise UserError(f"{where}: checkpoint {prefix} does not match its bert_config.json / task_meta.json "
+                        f"({str(e).splitlines()[0][:200]})") from None
+    model.checkpoint_prefix = prefix
+    return config, meta, _freeze(model)
 
 
 def _freeze(model):
@@ -422,4 +461,5 @@ __all__ = [
     "load_teacher_encoder", "restore_teacher_weights", "GeneralDistillationNetwork",
     "general_distillation_loss_fn", "general_distillation_metric_names", "TaskDistillationNetwork",
     "task_distillation_loss_fn", "task_distillation_metric_names", "check_teacher_labels", "Augmenter",
+    "load_teacher_classifier",
 ]
