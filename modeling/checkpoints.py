@@ -221,22 +221,57 @@ def _walk_variables(root_name, obj):
     return out
 
 
+def _object_graph(prefix):
+    """The TrackableObjectGraph a tf.train.Checkpoint stores beside its tensors (None for other checkpoints)."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    reader = tf.train.load_checkpoint(prefix)
+    if not reader.has_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"):
+        return None
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return graph
+
+
+def _key_for(graph, path):
+    """The checkpoint key of the variable reached by following `path` ("encoder/a/b") from the root object. A
+    variable is stored once, under its shortest path (e.g. optimizer/_trainable_variables/N when the optimizer is in
+    the checkpoint), so the key is read from the object graph rather than derived from the path."""
+    node = 0
+    for part in path.split("/"):
+        for child in graph.nodes[node].children:
+            if child.local_name == part:
+                node = child.node_id
+                break
+        else:
+            return None
+    for attr in graph.nodes[node].attributes:
+        if attr.name == "VARIABLE_VALUE":
+            return attr.checkpoint_key
+    return None
+
+
 def _restore_bertkit(prefix, items, src, required=("encoder",)):
     """Assign checkpoint values to the variables of `items` ({top-level name: layer}); every shape is checked before
     anything is assigned. Items other than `required` are skipped when the checkpoint lacks them. Returns the names
     restored."""
     shapes = _checkpoint_names(prefix, src)
+    graph = _object_graph(prefix)
+    roots = ({c.local_name for c in graph.nodes[0].children} if graph is not None
+             else {k.split("/", 1)[0] for k in shapes})
     plan, done = [], []
     for name, layer in items.items():
         if layer is None:
             continue
-        if not any(k.startswith(name + "/") for k in shapes):
+        if name not in roots:
             if name in required:
                 raise bertkit_errors.UserError(f"{src}: not a bertkit checkpoint (no '{name}' object)")
             continue
         for key, var in _walk_variables(name, layer).items():
             short = key[len(name) + 1: -len(_VALUE_SUFFIX)]
             label = short if name == "encoder" else f"{name}/{short}"
+            if graph is not None:
+                key = _key_for(graph, key[:-len(_VALUE_SUFFIX)]) or key
             if key not in shapes:
                 raise bertkit_errors.UserError(
                     f"{src}: variable {label} (shape {_shape_str(var.shape)}) is missing from the checkpoint "

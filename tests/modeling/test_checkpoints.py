@@ -363,3 +363,21 @@ def test_keras_hub_preset(tmp_path):
         checkpoints.load_checkpoint(preset, config=b.config.replace(hidden_act="gelu"))
     with pytest.raises(bertkit_errors.UserError, match="num_attention_heads is 2 in the model config but 4"):
         checkpoints.init_from_checkpoint(build_encoder(b.config.replace(num_attention_heads=2)), preset)
+
+
+def test_bertkit_checkpoint_with_optimizer_loads(tmp_path):
+    """A training checkpoint stores each variable once, under its shortest path: many encoder variables then live
+    under optimizer/_trainable_variables/N. The loader finds them through the checkpoint's object graph."""
+    import keras
+
+    config = ModelConfig.from_json_file("configs/tiny_bert.json")
+    encoder = build_encoder(config)
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(encoder.trainable_variables)
+    prefix = tf.train.Checkpoint(optimizer=optimizer, encoder=encoder).save(str(tmp_path / "ckpt"))
+    config.to_json_file(str(tmp_path / "bert_config.json"))
+    names = [n for n, _ in tf.train.list_variables(prefix)]
+    assert any(n.startswith("optimizer/_trainable_variables/") for n in names)  # the layout this test is about
+    loaded = checkpoints.load_encoder(str(tmp_path))
+    feats = _feats()
+    np.testing.assert_array_equal(loaded(feats)["sequence_output"].numpy(), encoder(feats)["sequence_output"].numpy())
