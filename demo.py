@@ -241,7 +241,8 @@ def main(argv):
         "--do_train", "--do_eval", f"--max_seq_length={p.pretrain_seq}", "--max_predictions_per_seq=10",
         f"--train_batch_size={p.batch}", f"--num_train_steps={p.teacher_steps}",
         f"--num_warmup_steps={max(1, p.teacher_steps // 10)}", "--learning_rate=1e-3",
-        f"--save_checkpoints_steps={max(10, p.teacher_steps // 4)}", "--max_eval_steps=20", "--seed=1"])
+        f"--save_checkpoints_steps={max(10, p.teacher_steps // 4)}", "--max_eval_steps=20", "--seed=1",
+        "--nodo_export"])
 
     # 5. Fine-tune the teacher on the 5-class task and export it.
     teacher_cls = d("teacher_classifier")
@@ -261,7 +262,7 @@ def main(argv):
         f"--output_dir={student_gen}", f"--vocab_file={vocab}", "--do_train", f"--max_seq_length={p.pretrain_seq}",
         "--max_predictions_per_seq=10", f"--train_batch_size={p.batch}", f"--num_train_steps={p.distill_steps}",
         f"--num_warmup_steps={max(1, p.distill_steps // 10)}", "--learning_rate=1e-3",
-        f"--save_checkpoints_steps={max(10, p.distill_steps // 2)}", "--seed=1"])
+        f"--save_checkpoints_steps={max(10, p.distill_steps // 2)}", "--seed=1", "--nodo_export"])
 
     # 6b. TinyBERT task distillation: intermediate layers, then predictions, from the fine-tuned teacher.
     student_mid, student_cls = d("student_intermediate"), d("student_classifier")

@@ -68,6 +68,8 @@ flags.DEFINE_bool("do_lower_case", True, "Recorded in bertkit.json for export/fi
 flags.DEFINE_integer("seed", None, "Random seed (weights init, data order, dropout).")
 flags.DEFINE_integer("log_steps", None, "Log/summary interval in steps (default: save_checkpoints_steps / 10).")
 flags.DEFINE_integer("keep_checkpoint_max", 5, "How many checkpoints to keep.")
+flags.DEFINE_bool("do_export", True, "After training, export the encoder as a raw-text SavedModel under "
+                  "output_dir/export/<version>/ (needs --vocab_file).")
 flags.DEFINE_string("teacher_config_file", None, "TinyBERT general distillation: the teacher's config json (BERT, "
                     "ALBERT or MobileBERT). With --teacher_checkpoint, --bert_config_file is the student.")
 flags.DEFINE_string("teacher_checkpoint", None, "The teacher's weights (a bertkit checkpoint or model directory).")
@@ -345,7 +347,7 @@ def main(argv):
         if is_chief:
             trainer_lib.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), results)
 
-    if FLAGS.do_train and is_chief:
+    if FLAGS.do_train and FLAGS.do_export and is_chief:
         _export(model.encoder, FLAGS.output_dir)
 
 
