@@ -25,6 +25,7 @@ flags.DEFINE_string("output_dir", "demo_output", "Where every output of the demo
 flags.DEFINE_bool("fast", False, "A minimal version: tiny models, a few steps each (used by the tests).")
 flags.DEFINE_integer("port", 0, "Port for serve.py (0: pick a free one).")
 flags.DEFINE_bool("serve", True, "Start serve.py and send raw-text requests to it.")
+flags.DEFINE_bool("dry_run", False, "Only print each step's command line (nothing runs).")
 FLAGS = flags.FLAGS
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -72,6 +73,8 @@ class Demo:
                                                    *argv])
         print(f"\n=== step {self.n}: {title}", flush=True)
         print(f"$ {shown}", flush=True)
+        if FLAGS.dry_run:
+            return
         if os.path.exists(marker):
             print(f"(done before: reusing {os.path.relpath(marker, ROOT) if marker.startswith(ROOT) else marker}; "
                   "delete it to redo this step)", flush=True)
@@ -291,6 +294,9 @@ def main(argv):
         "--fastbert", "--fastbert_stage=distill", f"--output_dir={fastbert}", *common, "--do_train", "--do_eval",
         "--do_export", f"--num_train_epochs={p.fastbert_epochs}", "--learning_rate=1e-3",
         "--speed=0,0.1,0.3,0.5,0.8"])
+
+    if FLAGS.dry_run:
+        return
 
     # 7. Serve the exports and send raw text.
     _, dev_texts = _dev_samples(os.path.join(data, "dev.tsv"), 3)

@@ -54,7 +54,7 @@ def _write_tsv(path, rows=12, seed=0):
 
 @pytest.fixture(scope="module")
 def aug(teacher):
-    import augment_data
+    from data import augmentation as augment_data
     from training import tinybert
 
     encoder, mlm_head, tok = augment_data.load_teacher(teacher)
@@ -68,7 +68,7 @@ def _read_tsv(path):
 
 
 def test_augmented_tsv(tmp_path, aug):
-    import augment_data
+    from data import augmentation as augment_data
 
     src = _write_tsv(tmp_path / "train.tsv")
     header, rows = _read_tsv(src)
@@ -124,7 +124,7 @@ def test_candidates(aug):
 
 
 def test_csv_and_jsonl(tmp_path, aug):
-    import augment_data
+    from data import augmentation as augment_data
 
     src = tmp_path / "t.csv"
     src.write_text('sentence,label\n"w1, w2 w3",a\nw4 w5p1,b\n', encoding="utf-8")
@@ -145,7 +145,7 @@ def test_csv_and_jsonl(tmp_path, aug):
 
 
 def test_errors(tmp_path, teacher):
-    import augment_data
+    from data import augmentation as augment_data
     from bertkit_errors import UserError
 
     src = tmp_path / "bad.tsv"

@@ -1,0 +1,37 @@
+"""`make demo FAST=1`: the whole pipeline end to end on a small slice of BBC News (tiny models, a few steps each)."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_fast_demo_runs_every_step_and_reuses_them(tmp_path):
+    out = tmp_path / "demo"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    cmd = [sys.executable, "demo.py", f"--output_dir={out}", "--fast"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    log = proc.stdout
+    # Every step's command line is printed before it runs.
+    for script in ("build_vocab.py", "create_pretraining_data.py", "run_pretraining.py", "run_classifier.py",
+                   "serve.py"):
+        assert f" {script} " in log or f" {script}\n" in log, script
+    assert "--teacher_checkpoint=" in log and "--fastbert" in log
+    # The server answered raw text for the three models, and the summary was printed.
+    for name in ("teacher", "student", "fastbert"):
+        assert f"  {name}: " in log
+    assert "exit_layer=" in log
+    assert "=== summary" in log and "tensorboard --logdir" in log
+    summary = json.loads((out / "summary.json").read_text())
+    names = [r["model"] for r in summary["rows"]]
+    assert names[0].startswith("teacher") and len(names) == 4
+    for row in summary["rows"]:
+        assert 0.0 <= row["accuracy"] <= 1.0
+    assert summary["rows"][1]["encoder_params"] > 0
+    # A second run reuses every finished step (no training again) and still serves.
+    again = subprocess.run(cmd + ["--noserve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.count("(done before: reusing") == len(os.listdir(out / "steps"))
+    assert "training done" not in again.stdout
