@@ -70,7 +70,7 @@ class Demo:
         marker = os.path.join(self.steps_dir, name + ".done")
         cmd = [PY, *argv]
         shown = " ".join(shlex.quote(a) for a in [os.path.relpath(PY, ROOT) if PY.startswith(ROOT) else "python",
-                                                   *argv])
+                                                   *argv]).replace(ROOT + os.sep, "")  # paths as a user types them
         print(f"\n=== step {self.n}: {title}", flush=True)
         print(f"$ {shown}", flush=True)
         if FLAGS.dry_run:
