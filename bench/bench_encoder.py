@@ -35,6 +35,8 @@ flags.DEFINE_integer("steps", 10, "timed steps per round")
 flags.DEFINE_integer("rounds", 3, "alternating rounds per model")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train steps (both models)")
 flags.DEFINE_integer("threads", 0, "TF intra-op threads (0: TF default)")
+flags.DEFINE_string("hidden_act", "gelu", "bertkit's activation: gelu (exact erf, as the BERT paper and bertkit's "
+                    "configs) or gelu_new (the tanh approximation keras-hub's BertBackbone uses)")
 
 
 def _data(rng):
@@ -53,7 +55,7 @@ def _bertkit_model():
         model_type="bert", vocab_size=FLAGS.vocab_size, hidden_size=FLAGS.hidden_size,
         num_hidden_layers=FLAGS.num_layers, num_attention_heads=FLAGS.num_heads,
         intermediate_size=FLAGS.intermediate_size, hidden_dropout_prob=FLAGS.dropout,
-        attention_probs_dropout_prob=FLAGS.dropout)
+        attention_probs_dropout_prob=FLAGS.dropout, hidden_act=FLAGS.hidden_act)
     encoder = modeling.build_encoder(config)
     head = keras.layers.Dense(1)
     head.build((None, FLAGS.hidden_size))
