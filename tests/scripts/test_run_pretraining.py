@@ -147,7 +147,7 @@ def _cmd(corpus, out, task="nsp", steps=300, **extra):
         "vocab_file": corpus["vocab"], "max_seq_length": SEQ, "max_predictions_per_seq": PREDS,
         "train_batch_size": 32, "eval_batch_size": 32, "learning_rate": 2e-3, "num_train_steps": steps,
         "num_warmup_steps": steps // 10, "save_checkpoints_steps": 100, "iterations_per_loop": 20,
-        "max_eval_steps": 20, "seed": 3, "log_steps": 20,
+        "max_eval_steps": 20, "seed": 3, "log_steps": 20, "do_export": False,
     }
     args.update(extra)
     cmd = [PY, os.path.join(ROOT, "run_pretraining.py")]
@@ -187,7 +187,7 @@ def _ckpt_step(out):
 def test_nsp_pretraining_learns_and_writes_model_dir(corpus, tmp_path):
     out = str(tmp_path / "nsp")
     r = _run(_cmd(corpus, out, "nsp", steps=300, do_train=True, do_eval=True,
-                  eval_input_file=corpus["nsp_eval"]))
+                  eval_input_file=corpus["nsp_eval"], do_export=True))
     assert r.returncode == 0, r.stderr[-3000:]
     mlm = _logged(r.stdout, "masked_lm_loss")
     assert mlm[0][0] <= 40 and mlm[-1][0] == 300, mlm
@@ -211,6 +211,10 @@ def test_nsp_pretraining_learns_and_writes_model_dir(corpus, tmp_path):
     import tensorflow as tf
     names = {n.split("/")[0] for n, _ in tf.train.list_variables(tf.train.latest_checkpoint(out))}
     assert {"encoder", "mlm_head", "nsp_head", "optimizer", "global_step"} <= names
+    # The encoder is exported as a raw-text SavedModel, vocabulary as an asset.
+    assert os.listdir(os.path.join(out, "export")) == ["1"]
+    assert os.path.exists(os.path.join(out, "export", "1", "saved_model.pb"))
+    assert os.path.exists(os.path.join(out, "export", "1", "assets", "vocab.txt"))
 
 
 def test_sop_pretraining_trains_sentence_order(corpus, tmp_path):
