@@ -1,8 +1,6 @@
 """run_classifier.py in-process (absl FLAGS parsing + main) with a tiny BERT on the GLUE fixtures and a custom 3-class
 task: metric keys per task, best checkpoint, resume, predictions equal to the in-memory model's, init from a
 run_pretraining-style checkpoint, export, and one-line errors (one subprocess)."""
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -16,33 +14,10 @@ GLUE = os.path.join(ROOT, "tests", "fixtures", "glue")
 VOCAB = os.path.join(ROOT, "tests", "data_files", "bert_uncased_vocab.txt")
 SEQ = 32
 
-import run_classifier  # noqa: E402  (defines the absl flags)
-from absl import flags  # noqa: E402
 
 import bertkit_errors  # noqa: E402
+from tests.scripts.classifier_helpers import run  # noqa: E402
 
-FLAGS = flags.FLAGS
-
-
-def run(**kw):
-    """Parse flags like the command line and call main; returns what it printed."""
-    argv = ["run_classifier.py"]
-    for k, v in kw.items():
-        if v is True:
-            argv.append(f"--{k}")
-        elif v is False:
-            argv.append(f"--no{k}")
-        else:
-            argv.append(f"--{k}={v}")
-    FLAGS.unparse_flags()
-    FLAGS(argv)
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out):
-            run_classifier.main([])
-    finally:
-        FLAGS.unparse_flags()
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,6 @@
 """run_classifier.py --fastbert in-process on a tiny 3-layer BERT and a 3-class task: stage finetune (branches saved
 untrained), stage distill (backbone and final classifier unchanged, branches trained on the KL, speed evaluation in
 eval_results.txt / speed_table.txt / TensorBoard), --distill_file with a plain text file, export gets the branches."""
-import contextlib
-import io
 import json
 import os
 
@@ -14,27 +12,12 @@ VOCAB = os.path.join(ROOT, "tests", "data_files", "bert_uncased_vocab.txt")
 SEQ = 32
 SPEEDS = "0,0.3,1"
 
-import run_classifier  # noqa: E402  (defines the absl flags)
-from absl import flags  # noqa: E402
 
 import bertkit_errors  # noqa: E402
+from tests.scripts.classifier_helpers import run  # noqa: E402
 
-FLAGS = flags.FLAGS
 WORDS = {"red": "apple cherry ruby blood rose fire", "green": "grass leaf lime frog moss forest",
          "blue": "sky ocean sea water ice whale"}
-
-
-def run(**kw):
-    argv = ["run_classifier.py"] + [f"--{k}" if v is True else f"--{k}={v}" for k, v in kw.items()]
-    FLAGS.unparse_flags()
-    FLAGS(argv)
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out):
-            run_classifier.main([])
-    finally:
-        FLAGS.unparse_flags()
-    return out.getvalue()
 
 
 def _write_data(data_dir):

@@ -2,9 +2,7 @@
 run_classifier on a tiny 3-class task, a 2-layer narrower student initialised from a general-distillation-style
 directory (encoder + fit_dense), stage intermediate then prediction; the teacher's files stay unchanged; a teacher
 with another label order is a one-line error."""
-import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -16,27 +14,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 VOCAB = os.path.join(ROOT, "tests", "data_files", "bert_uncased_vocab.txt")
 SEQ = 32
 
-import run_classifier  # noqa: E402  (defines the absl flags)
-from absl import flags  # noqa: E402
 
 import bertkit_errors  # noqa: E402
+from tests.scripts.classifier_helpers import run  # noqa: E402
 
-FLAGS = flags.FLAGS
 WORDS = {"red": "apple cherry ruby blood rose fire", "green": "grass leaf lime frog moss forest",
          "blue": "sky ocean sea water ice whale"}
-
-
-def run(**kw):
-    argv = ["run_classifier.py"] + [f"--{k}" if v is True else f"--{k}={v}" for k, v in kw.items()]
-    FLAGS.unparse_flags()
-    FLAGS(argv)
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out):
-            run_classifier.main([])
-    finally:
-        FLAGS.unparse_flags()
-    return out.getvalue()
 
 
 def _config(tmp, name, **changes):
