@@ -220,17 +220,7 @@ def _load_records(processors, finetuning, classifier_lib, out_meta, has_checkpoi
 
     from tokenization import FullTokenizer
 
-    custom = {}
-    if processors.canonical_task_name(FLAGS.task_name) == "custom":
-        custom = dict(text_a_column=FLAGS.text_a_column, text_b_column=FLAGS.text_b_column,
-                      label_column=FLAGS.label_column, labels=FLAGS.labels, has_header=FLAGS.has_header,
-                      is_regression=FLAGS.is_regression, id_column=FLAGS.id_column)
-    else:
-        for name in ("text_a_column", "text_b_column", "label_column", "labels", "id_column"):
-            if getattr(FLAGS, name) is not None:
-                raise _err(f"--{name} is only for --task_name=custom")
-    processor = processors.get_processor(FLAGS.task_name, skip_malformed=FLAGS.skip_malformed,
-                                         language=FLAGS.xnli_language, **custom)
+    processor = processors.processor_from_flags(FLAGS)
     if not os.path.isdir(FLAGS.data_dir):
         raise _err(f"--data_dir={FLAGS.data_dir}: not a directory")
     labels = processor.get_labels(FLAGS.data_dir)

@@ -738,6 +738,25 @@ _CUSTOM_KEYS = ("text_a_column", "text_b_column", "label_column", "labels", "has
                 "id_column", "data_dir")
 
 
+CUSTOM_TASK_FLAGS = ("text_a_column", "text_b_column", "label_column", "labels", "has_header", "is_regression",
+                     "id_column")
+
+
+def processor_from_flags(flag_values):
+    """The processor named by a script's absl flags (`task_name`, `skip_malformed`, `xnli_language` and the custom-task
+    column flags that create_finetuning_data.py and run_classifier.py both define); a custom-task flag given for
+    another task is a UserError."""
+    custom = {}
+    if canonical_task_name(flag_values.task_name) == "custom":
+        custom = {name: getattr(flag_values, name) for name in CUSTOM_TASK_FLAGS}
+    else:
+        for name in ("text_a_column", "text_b_column", "label_column", "labels", "id_column"):
+            if getattr(flag_values, name) is not None:
+                raise UserError(f"--{name} is only for --task_name=custom")
+    return get_processor(flag_values.task_name, skip_malformed=flag_values.skip_malformed,
+                         language=flag_values.xnli_language, **custom)
+
+
 def get_processor(task_name, skip_malformed=False, language=None, **custom):
     """Processor for `task_name` (case-insensitive, hyphens optional). `custom` keyword arguments (text_a_column,
     text_b_column, label_column, labels, has_header, is_regression, id_column, data_dir) only for task 'custom';
