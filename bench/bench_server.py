@@ -199,26 +199,23 @@ class LeanConnection:
         self.sock.close()
 
 
-def lean_latencies(conn, payloads):
-    out = []
-    for body in payloads:
-        t0 = time.perf_counter()
-        status, data = conn.post("/v1/models/m:predict", body)
-        out.append(time.perf_counter() - t0)
-        if status != 200:
-            raise RuntimeError(data[:500])
-    return out
-
-
-def server_latencies(conn, payloads):
-    out = []
-    for body in payloads:
-        t0 = time.perf_counter()
+def http_client_post(conn):
+    """A post(body) -> (status, data) over an http.client connection, as LeanConnection.post is over its socket."""
+    def post(body):
         conn.request("POST", "/v1/models/m:predict", body=body, headers={"Content-Type": "application/json"})
         r = conn.getresponse()
-        data = r.read()
+        return r.status, r.read()
+    return post
+
+
+def server_latencies(post, payloads):
+    """Time each request; post(body) -> (status, data)."""
+    out = []
+    for body in payloads:
+        t0 = time.perf_counter()
+        status, data = post(body)
         out.append(time.perf_counter() - t0)
-        if r.status != 200:
+        if status != 200:
             raise RuntimeError(data[:500])
     return out
 
@@ -303,12 +300,14 @@ def run_benchmarks(args, tmp, tf, psutil):
     try:
         lean = LeanConnection(srv.port)                                         # one keep-alive connection
         conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)   # and another, with http.client
-        lean_latencies(lean, payloads[:10])      # warm-up
-        server_latencies(conn, payloads[:10])
+        post_lean = lambda body: lean.post("/v1/models/m:predict", body)   # noqa: E731
+        post_http = http_client_post(conn)
+        server_latencies(post_lean, payloads[:10])      # warm-up
+        server_latencies(post_http, payloads[:10])
         direct, served, served_http = [], [], []
         calls = [lambda inst, body: direct.extend(direct_latencies(fn, args.model, [inst])),
-                 lambda inst, body: served.extend(lean_latencies(lean, [body])),
-                 lambda inst, body: served_http.extend(server_latencies(conn, [body]))]
+                 lambda inst, body: served.extend(server_latencies(post_lean, [body])),
+                 lambda inst, body: served_http.extend(server_latencies(post_http, [body]))]
         for r in range(3):   # interleave the three, each first in turn (the first after a pause is slower)
             for i, (inst, body) in enumerate(zip(instances, payloads)):
                 k = (i + r) % 3

@@ -734,12 +734,9 @@ _ALIASES = {re.sub(r"[-_]", "", name): name for name in PROCESSORS}
 _ALIASES.update({"mnlim": "mnli", "mnlimatched": "mnli", "mnlimismatched": "mnli-mm", "sst": "sst-2",
                  "stsb": "sts-b", "diagnostic": "ax"})
 
-_CUSTOM_KEYS = ("text_a_column", "text_b_column", "label_column", "labels", "has_header", "is_regression",
-                "id_column", "data_dir")
-
-
 CUSTOM_TASK_FLAGS = ("text_a_column", "text_b_column", "label_column", "labels", "has_header", "is_regression",
                      "id_column")
+_CUSTOM_KEYS = CUSTOM_TASK_FLAGS + ("data_dir",)
 
 
 def processor_from_flags(flag_values):
