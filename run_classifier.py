@@ -505,7 +505,8 @@ def main(argv):
             def train_dataset_fn(ctx):
                 return pipeline.finetuning_dataset(None, FLAGS.max_seq_length, FLAGS.train_batch_size,
                                                    is_training=True, is_regression=is_regression, input_context=ctx,
-                                                   seed=FLAGS.seed, files=[train_file], check_records=False)
+                                                   seed=FLAGS.seed, files=[train_file], check_records=False,
+                                                   shuffle_buffer_size=pipeline.full_shuffle_buffer(num_train_examples))
 
         hparams = {k: getattr(FLAGS, k) for k in (
             "task_name", "bert_config_file", "init_checkpoint", "max_seq_length", "train_batch_size",

@@ -221,11 +221,25 @@ def pretraining_dataset(file_patterns, max_seq_length, max_predictions_per_seq, 
     return d.prefetch(tf.data.AUTOTUNE)
 
 
+FULL_SHUFFLE_MAX_RECORDS = 100_000
+
+
+def full_shuffle_buffer(num_examples):
+    """A shuffle buffer that holds a whole fine-tuning training set (up to FULL_SHUFFLE_MAX_RECORDS records).
+
+    Task files are often sorted (by label, by source): with a buffer smaller than the file, batches then follow that
+    order and a classifier drifts towards the most recent labels. A buffer as large as the set draws every batch
+    from all of it, as a uniform shuffle does."""
+    return int(max(1, min(num_examples, FULL_SHUFFLE_MAX_RECORDS)))
+
+
 def finetuning_dataset(file_patterns, max_seq_length, batch_size, *, is_training=True, is_regression=False,
                        input_context=None, seed=None, drop_remainder=None, shuffle_buffer_size=1000,
                        check_records=True, files=None):
     """Batched fine-tuning features (`input_ids` `input_mask` `segment_ids` `label_ids` `is_real_example`
-    `example_index`), same sharding/shuffling rules as pretraining_dataset. Eval/predict keep record order."""
+    `example_index`), same sharding/shuffling rules as pretraining_dataset. Eval/predict keep record order.
+    For training on a sorted file, pass `shuffle_buffer_size=full_shuffle_buffer(num_examples)` (run_classifier.py
+    does)."""
     from data import schema
 
     if files is None:

@@ -165,3 +165,28 @@ def test_finetuning_dataset(tmp_path):
     assert batches[0]["label_ids"].dtype == tf.int32
     with pytest.raises(bertkit_errors.UserError, match="max_seq_length 16, but --max_seq_length=8"):
         pipeline.finetuning_dataset(path, 8, 2)
+
+
+def test_full_shuffle_buffer_mixes_a_file_sorted_by_label(tmp_path):
+    """Task files are often sorted by label: the first batches of an epoch must still hold every label."""
+    path = str(tmp_path / "sorted.tfrecord")
+    n_per_label, labels = 600, 3
+    with tf.io.TFRecordWriter(path) as w:
+        for i in range(n_per_label * labels):
+            feats = {"input_ids": _int([2] + [5] * (SEQ - 1)), "input_mask": _int([1] * SEQ),
+                     "segment_ids": _int([0] * SEQ), "label_ids": _int([i // n_per_label]),
+                     "is_real_example": _int([1]), "example_index": _int([i])}
+            w.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+    n = n_per_label * labels
+    assert pipeline.full_shuffle_buffer(n) == n
+    assert pipeline.full_shuffle_buffer(10 ** 9) == pipeline.FULL_SHUFFLE_MAX_RECORDS
+
+    def first_labels(buffer):
+        d = pipeline.finetuning_dataset(path, SEQ, 32, seed=3, shuffle_buffer_size=buffer)
+        return np.concatenate([b["label_ids"].numpy().ravel() for b in d.take(10)])  # 320 of 1800 records
+
+    shares = np.bincount(first_labels(pipeline.full_shuffle_buffer(n)), minlength=labels) / 320
+    assert (shares > 0.2).all(), shares
+    # the generic default buffer (1,000 records) does not mix them: the first label dominates, the last is rare
+    skewed = np.bincount(first_labels(1000), minlength=labels) / 320
+    assert skewed[0] > 0.45 and skewed[2] < 0.1, skewed
