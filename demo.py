@@ -48,7 +48,8 @@ class Plan:
         self.epochs = 1 if fast else 5             # fine-tuning epochs (teacher, student, baseline)
         self.intermediate_epochs = 1 if fast else 3  # TinyBERT task distillation, intermediate layers
         self.fastbert_epochs = 1 if fast else 2
-        self.batch = 16 if fast else 32
+        self.batch = 16 if fast else 32            # pretraining and general distillation
+        self.finetune_batch = 16                   # fine-tuning: 16 gives twice the updates of 32 on ~1,800 examples
         self.max_docs_per_label = 40 if fast else None   # the fast demo uses a balanced slice of the corpus
 
 
@@ -250,7 +251,7 @@ def main(argv):
     # 5. Fine-tune the teacher on the 5-class task and export it.
     teacher_cls = d("teacher_classifier")
     common = ["--task_name=bbc", f"--data_dir={data}", f"--vocab_file={vocab}", "--do_lower_case",
-              f"--max_seq_length={p.finetune_seq}", f"--train_batch_size={p.batch}", "--eval_batch_size=64",
+              f"--max_seq_length={p.finetune_seq}", f"--train_batch_size={p.finetune_batch}", "--eval_batch_size=64",
               "--predict_batch_size=64", "--seed=1"]
     demo.step("teacher_classifier", "fine-tune the teacher on BBC News (5 classes) and export it", [
         "run_classifier.py", f"--bert_config_file={p.teacher_config}", f"--init_checkpoint={teacher_pre}",
