@@ -333,7 +333,7 @@ def _params(model_dir):
     return modeling.count_params_from_specs(modeling.ModelConfig.from_json_file(path))
 
 
-def _inference_speed(export_base, seq_length, batch_size=32, repeats=5):
+def _inference_speed(export_base, seq_length, batch_size=32, repeats=15):
     """Examples/s of the newest export's serve_ids signature on a batch of full-length inputs (best of repeats)."""
     import numpy as np
     import tensorflow as tf
