@@ -2,7 +2,6 @@
 
 `build_bbc(output_dir)` writes
   - `corpus.txt`: the original BERT pretraining format (one sentence per line, blank line between documents, UTF-8),
-    articles in a seeded random order (not grouped by label),
   - `train.tsv` / `dev.tsv`: a fixed stratified split with header `id\\tlabel\\ttext` (text on one line).
 `write_corpus_copies(src, dst, copies)` concatenates N copies of a corpus (benchmarks: `corpus_x4.txt`).
 
@@ -156,11 +155,7 @@ def build_bbc(output_dir, seed=12345, dev_fraction=0.2, corpus_copies=(), max_do
         articles.sort()
     train, dev = stratified_split(articles, seed=seed, dev_fraction=dev_fraction)
     paths = {name: os.path.join(output_dir, name) for name in ("corpus.txt", "train.tsv", "dev.tsv")}
-    # The corpus in a seeded random article order: create_pretraining_data.py shuffles instances within chunks of
-    # --docs_per_chunk documents, so a corpus sorted by label would give pretraining batches one topic after another.
-    corpus_order = sorted(articles)
-    random.Random(f"{seed}:corpus").shuffle(corpus_order)
-    _write_corpus(paths["corpus.txt"], corpus_order)
+    _write_corpus(paths["corpus.txt"], articles)
     _write_tsv(paths["train.tsv"], train)
     _write_tsv(paths["dev.tsv"], dev)
     result = {"corpus": paths["corpus.txt"], "train": paths["train.tsv"], "dev": paths["dev.tsv"],

@@ -99,13 +99,12 @@ def _instances(docs, task, rng):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """BBC articles -> vocab.txt (specials + the 1995 most frequent pieces), nsp/sop train + eval records."""
-    from data import bbc
+    from data.bbc import build_bbc
     from tokenization import FullTokenizer
 
     tmp = tmp_path_factory.mktemp("bbc")
-    corpus_path = str(tmp / "corpus.txt")   # the BBC corpus in article-id order: a fixed sample below
-    bbc._write_corpus(corpus_path, sorted(bbc.read_articles()))
-    with open(corpus_path, encoding="utf-8") as f:
+    info = build_bbc(str(tmp))
+    with open(info["corpus"], encoding="utf-8") as f:
         docs = [d.strip().split("\n") for d in f.read().split("\n\n") if d.strip()]
     rng = random.Random(7)
     rng.shuffle(docs)
