@@ -228,7 +228,7 @@ def full_shuffle_buffer(num_examples):
     """A shuffle buffer that holds a whole fine-tuning training set (up to FULL_SHUFFLE_MAX_RECORDS records).
 
     Task files are often sorted (by label, by source): with a buffer smaller than the file, batches then follow that
-    order and a classifier drifts towards the most recent labels. A buffer as large as the set draws every batch
+    order, which can pull a classifier towards the labels it saw last. A buffer as large as the set draws every batch
     from all of it, as a uniform shuffle does."""
     return int(max(1, min(num_examples, FULL_SHUFFLE_MAX_RECORDS)))
 
