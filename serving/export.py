@@ -32,10 +32,15 @@ optional inputs, hence a separate signature rather than an optional input of ser
 
 Encoder signatures:
     serving_default  text: string [B] -> pooled_output [B, H], sequence_output [B, T, H] float32, input_mask [B, T]
-    serve_ids        input_ids, input_mask, segment_ids -> pooled_output, sequence_output
+    serve_ids        input_ids, input_mask, segment_ids -> pooled_output, sequence_output [B, T', H]
     encode           text: string [B] -> embeddings float32 [B, H]: one vector per text, the [CLS] hidden state
                      (pooling="cls") or the mean of the hidden states over the input mask (pooling="mean"),
                      L2-normalised when l2_normalize (like bert-as-service).
+
+Every signature runs the model on the longest text of the call (plus one padding column), not on max_seq_length:
+columns that no row attends to are dropped before the encoder (`_trim`). Outputs are unchanged, and a call on short
+texts costs what their length costs. The encoder's sequence_output keeps its width T (T'); positions after the
+call's longest text are zeros (read it with input_mask).
 """
 import contextlib
 import json
@@ -213,6 +218,22 @@ def _ids(input_ids, input_mask, segment_ids):
     return {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
 
 
+def _trim(features):
+    """Drop the trailing columns that no row attends to, but one, so that a call costs the length of its longest
+    text rather than max_seq_length (a batch-1 call on a 20-token text runs 21 positions, not 128).
+
+    Exact: the dropped positions are masked out of attention, so every attended position's output is unchanged. One
+    padding column is kept because MobileBERT's trigram embedding reads each token's right neighbour: the last real
+    token must still see a [PAD] embedding, as in the padded call (its outputs differ slightly otherwise). Returns
+    the trimmed features and the original width."""
+    mask = features["input_mask"]
+    width = tf.shape(mask)[1]
+    attended = tf.reduce_any(tf.not_equal(mask, 0), axis=0)
+    last = tf.reduce_max(tf.concat([[0], tf.where(attended, tf.range(1, width + 1), 0)], axis=0))
+    keep = tf.minimum(last + 1, width)
+    return {k: v[:, :keep] for k, v in features.items()}, width
+
+
 # ---------------------------------------------------------------------------------------------------- classifier
 class _ClassifierModule(tf.Module):
     def __init__(self, classifier, packer, labels_file, num_labels, is_regression, pair, branches):
@@ -240,6 +261,7 @@ class _ClassifierModule(tf.Module):
         return self._packing.outputs({k: tf.cast(features[k], tf.int32) for k in _ID_KEYS})
 
     def _outputs(self, features):
+        features, _ = _trim(features)
         logits = tf.cast(self.classifier(features, training=False), tf.float32)
         if self.is_regression:
             return {"logits": logits, "score": logits[:, 0]}
@@ -257,6 +279,7 @@ class _ClassifierModule(tf.Module):
         return self._packing.speed_outputs({k: tf.cast(features[k], tf.int32) for k in _ID_KEYS}, speed)
 
     def _speed_outputs(self, features, speed):
+        features, _ = _trim(features)
         res = self.early_exit(features, speed)
         out = self._label_outputs(res["probabilities"])
         out["exit_layer"] = res["exit_layer"]
@@ -380,9 +403,11 @@ class _EncoderModule(tf.Module):
         return self._packing.run({k: tf.cast(features[k], tf.int32) for k in _ID_KEYS})
 
     def _run(self, features):
+        features, width = _trim(features)
         out = self.encoder(features, training=False)
-        return {"pooled_output": tf.cast(out["pooled_output"], tf.float32),
-                "sequence_output": tf.cast(out["sequence_output"], tf.float32)}
+        seq = tf.cast(out["sequence_output"], tf.float32)
+        seq = tf.pad(seq, [[0, 0], [0, width - tf.shape(seq)[1]], [0, 0]])   # zeros where nothing was computed
+        return {"pooled_output": tf.cast(out["pooled_output"], tf.float32), "sequence_output": seq}
 
     def text_outputs(self, text):
         features = self._packing.one(text)

@@ -25,6 +25,7 @@ LONG = ("The quick brown fox jumps over the lazy dog. " * 120)[:5000]
 TEXTS = ["Shares rose sharply after the results.", "", LONG, "北京欢迎你 😀🎉 naïve café", "héllo\tWORLD ΣΑΣ",
          "The striker scored twice!"]
 TEXTS_B = ["A passage about markets.", "only b", "", LONG[:300], "你好", "Ünïcödé ✓"]
+SHORT = [t for t in TEXTS if t != LONG]   # a call whose longest text is shorter than T: the export trims columns
 
 
 def tiny_config():
@@ -142,6 +143,10 @@ def ex(tmp_path_factory):
         "enc_text": [r["enc_dir"], "serving_default", {"text": ["string", TEXTS]}],
         "enc_encode": [r["enc_dir"], "encode", {"text": ["string", TEXTS]}],
         "enc_ids": [r["enc_dir"], "serve_ids", ids_feed],
+        "clf_short": [r["clf_dir"], "serving_default", {"text_a": ["string", SHORT]}],
+        "enc_short": [r["enc_dir"], "serving_default", {"text": ["string", SHORT]}],
+        "enc_short_ids": [r["enc_dir"], "serve_ids", {
+            k: ["int32", v.numpy().tolist()] for k, v in packer(tf.constant(SHORT)).items()}],
     }
     spec_path, out_path, sigs_path = tmp / "spec.json", tmp / "out.npz", tmp / "sigs.json"
     spec_path.write_text(json.dumps(spec))
@@ -195,6 +200,61 @@ def test_classifier_matches_in_memory_model(ex):
         assert out[f"{case}/label_id"].dtype == np.int64
         np.testing.assert_array_equal(out[f"{case}/label_id"], probs.argmax(-1))
         assert [x.decode() for x in out[f"{case}/label"]] == [LABELS[i] for i in probs.argmax(-1)]
+
+
+def test_short_texts_run_trimmed_with_the_same_outputs(ex):
+    """A call whose texts all end before T runs on fewer columns (_trim); its outputs are those of the full-width
+    in-memory model, and the encoder's sequence_output keeps width T with zeros after the kept columns."""
+    feats = ex["packer"](tf.constant(SHORT))
+    lengths = feats["input_mask"].numpy().sum(1)
+    keep = int(lengths.max()) + 1
+    assert keep < T
+    trimmed, width = export._trim(feats)
+    assert int(width) == T and all(v.shape[1] == keep for v in trimmed.values())
+    close(ex["out"]["clf_short/probabilities"], tf.nn.softmax(ex["clf"](feats, training=False)))
+    ref = ex["enc"](feats, training=False)
+    for case in ("enc_short", "enc_short_ids"):
+        seq = ex["out"][f"{case}/sequence_output"]
+        assert seq.shape == (len(SHORT), T, ref["sequence_output"].shape[-1])
+        close(ex["out"][f"{case}/pooled_output"], ref["pooled_output"])
+        close(seq[:, :keep], ref["sequence_output"][:, :keep])
+        assert not seq[:, keep:].any()
+
+
+def test_trim_keeps_the_last_attended_column_and_one_more():
+    mask = tf.constant([[1, 1, 1, 0, 0, 0, 0, 0], [1, 0, 1, 1, 1, 0, 0, 0]])   # a hole in row 2: still attended
+    feats = {"input_ids": mask * 7, "input_mask": mask, "segment_ids": tf.zeros_like(mask)}
+    trimmed, width = export._trim(feats)
+    assert int(width) == 8
+    np.testing.assert_array_equal(trimmed["input_mask"], mask[:, :6])
+    np.testing.assert_array_equal(trimmed["input_ids"], mask[:, :6] * 7)
+    full = tf.ones([2, 5], tf.int32)
+    assert export._trim({"input_mask": full})[0]["input_mask"].shape == (2, 5)   # nothing to drop
+    assert export._trim({"input_mask": tf.zeros([2, 5], tf.int32)})[0]["input_mask"].shape == (2, 1)
+    assert export._trim({"input_mask": tf.zeros([0, 5], tf.int32)})[0]["input_mask"].shape == (0, 1)
+
+
+@pytest.mark.parametrize("name", ["tiny_mobilebert", "tiny_albert"])
+def test_trimmed_export_matches_other_encoders(name, tmp_path):
+    """MobileBERT's trigram embedding reads each token's right neighbour, so trimming to the longest text exactly
+    would change the last token's output; the kept padding column makes the export match the padded model."""
+    with open(os.path.join(ROOT, "configs", f"{name}.json")) as f:
+        d = json.load(f)
+    d.update(vocab_size=30522, max_position_embeddings=64)
+    tf.random.set_seed(3)
+    enc = build_encoder(ModelConfig.from_dict(d, source="test"))
+    version = export.export_encoder(enc, VOCAB, True, T, str(tmp_path / "m"))
+    feats = export._packer(VOCAB, True, T)(tf.constant(SHORT))
+    ref = enc(feats, training=False)
+    got = tf.saved_model.load(version).signatures["serving_default"](text=tf.constant(SHORT))
+    lengths = feats["input_mask"].numpy().sum(1)
+    keep = int(lengths.max()) + 1
+    close(got["pooled_output"], ref["pooled_output"])
+    close(got["sequence_output"][:, :keep - 1], ref["sequence_output"][:, :keep - 1])   # the attended positions
+    if name == "tiny_mobilebert":   # without the padding column the longest text's last token would differ
+        row, last = int(lengths.argmax()), keep - 2
+        cut = enc({k: v[:, :keep - 1] for k, v in feats.items()}, training=False)["sequence_output"]
+        assert np.abs(cut[row, last] - ref["sequence_output"][row, last]).max() > 1e-3
 
 
 def test_pair_classifier_and_fastbert(ex):
