@@ -5,7 +5,9 @@ concurrent clients without and with dynamic batching.
     .venv/bin/python bench/bench_server.py --model=bert    # a small BERT encoder from modeling/ (serve_ids-style)
     .venv/bin/python bench/bench_server.py --model=export  # a real bertkit export (serving/export.py): a
                                                            # TinyBERT-shaped classifier (4 layers, hidden 312) on raw
-                                                           # text, tokenized in-graph, seq 128
+                                                           # text, tokenized in-graph, max_seq_length 128
+    .venv/bin/python bench/bench_server.py --model=export --text_words=4,8,12     # short texts (queries, titles)
+    .venv/bin/python bench/bench_server.py --model=export --config=configs/mobilebert_uncased.json
 
 Targets: server latency at batch 1 no more than 10% above the direct call; throughput with --enable_batching at
 least 3x the throughput without. Latency is measured with a minimal keep-alive HTTP/1.1 client that sends each request
@@ -16,9 +18,16 @@ too. Everything runs on 127.0.0.1 with bounded request counts. The server runs a
 `serve.py` subprocess so that client and server do not share a Python interpreter; on a small, busy machine the
 client competes with the server for CPU, so read the figures next to the load average printed with them.
 
+After the throughput figures, the bench times direct SavedModel calls on --max_batch_size requests at once, without
+a server: the most dynamic batching can give against the unbatched server on this machine and model. An export runs
+each call on its longest text (serving/export.py), so request length matters: texts of 16-32 words cost a batch-1
+call about half of what max_seq_length would, and the shorter the texts, the more of a call is fixed cost that
+batching shares out.
+
 The toy model is one vector per request, so a batch-1 call is memory-bound and batching pays off on CPU. A BERT
-request already is a [seq, hidden] matrix: on a CPU with few cores, concurrent batch-1 calls keep the cores as busy as
-one merged call, so expect little or no gain from batching there (it pays off on accelerators).
+request is a [tokens, hidden] matrix: on a CPU with few cores, a merged call does the same work per token, so batching
+shares out only a call's fixed cost (graph dispatch, the tokenizer's ops). That is most of a call on a short text and
+little of a call on a 128-token one (on accelerators, batch-1 calls are mostly fixed cost at any length).
 """
 import argparse
 import asyncio
@@ -106,12 +115,12 @@ def build_bert(path, seq_len=64):
     return {"seq_len": seq_len}
 
 
-def build_export(base, seq_len=128):
-    """A TinyBERT-shaped classifier (configs/tinybert_4l_312.json, random weights, 5 labels) exported with
-    serving/export.py; requests are raw text (serving_default), tokenized and packed in the graph."""
+def build_export(base, config_file, seq_len=128):
+    """A classifier of the given config (random weights, 5 labels) exported with serving/export.py; requests are raw
+    text (serving_default), tokenized and packed in the graph."""
     from modeling import ModelConfig, build_classifier
     from serving import export
-    config = ModelConfig.from_json_file(os.path.join(ROOT, "configs", "tinybert_4l_312.json"))
+    config = ModelConfig.from_json_file(config_file)
     vocab = os.path.join(ROOT, "tests", "data_files", "bert_uncased_vocab.txt")
     if config.vocab_size < 30522:
         raise SystemExit(f"{config.vocab_size=}: smaller than the test vocabulary")
@@ -126,7 +135,8 @@ def make_instance(kind, i, info):
     if kind == "toy":
         return sample_text(i)
     if kind == "export":
-        return sample_text(i, n_words=16 + (i % 3) * 8)
+        words = info["text_words"]
+        return sample_text(i, n_words=words[i % len(words)])
     n = info["seq_len"]
     length = 16 + (i % 3) * 8
     ids = [101] + [1000 + (i * 31 + j) % 7000 for j in range(length - 2)] + [102] + [0] * (n - length)
@@ -237,6 +247,27 @@ def direct_latencies(fn, kind, instances):
     return out
 
 
+def direct_batch_rate(fn, kind, instances, batch, calls=8):
+    """Examples/s of direct SavedModel calls on `batch` requests at once (median of `calls`): what a merged call
+    gives without any server, hence the most dynamic batching can reach against the unbatched server here."""
+    import numpy as np
+    import tensorflow as tf
+    rows = [instances[i % len(instances)] for i in range(batch)]
+    if kind == "toy":
+        feed = {"text": tf.constant(rows)}
+    elif kind == "export":
+        feed = {"text_a": tf.constant(rows)}
+    else:
+        feed = {k: tf.constant(np.asarray([r[k] for r in rows], np.int32)) for k in rows[0]}
+    times = []
+    for i in range(calls + 2):
+        t0 = time.perf_counter()
+        {k: v.numpy() for k, v in fn(**feed).items()}
+        if i >= 2:   # two warm-up calls (a new batch size is traced once)
+            times.append(time.perf_counter() - t0)
+    return batch / statistics.median(times)
+
+
 async def throughput(port, kind, info, clients, per_client):
     import aiohttp
     conn = aiohttp.TCPConnector(limit=clients)
@@ -250,7 +281,7 @@ async def throughput(port, kind, info, clients, per_client):
                     await r.read()
                     if r.status != 200:
                         raise RuntimeError(await r.text())
-        await asyncio.gather(*(client(c) for c in range(min(clients, 4))))   # warm-up: connections, traces
+        await asyncio.gather(*(client(c) for c in range(clients)))   # warm-up: every connection, traces
         t0 = time.perf_counter()
         await asyncio.gather(*(client(c) for c in range(clients)))
         return clients * per_client / (time.perf_counter() - t0)
@@ -259,6 +290,10 @@ async def throughput(port, kind, info, clients, per_client):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=["toy", "bert", "export"], default="toy")
+    ap.add_argument("--config", default=os.path.join(ROOT, "configs", "tinybert_4l_312.json"),
+                    help="--model=export: the model config to export (random weights)")
+    ap.add_argument("--text_words", default="16,24,32",
+                    help="--model=export: words per request text, cycled (each word is one wordpiece here)")
     ap.add_argument("--hidden", type=int, default=3072, help="toy model: width of its dense layers")
     ap.add_argument("--layers", type=int, default=4, help="toy model: number of dense layers")
     ap.add_argument("--latency_iters", type=int, default=60, help="batch-1 requests per round (3 rounds each)")
@@ -285,7 +320,8 @@ def run_benchmarks(args, tmp, tf, psutil):
     if args.model == "toy":
         info = build_toy(os.path.join(base, "1"), hidden=args.hidden, layers=args.layers)
     elif args.model == "export":
-        info = build_export(base)
+        info = build_export(base, args.config)
+        info["text_words"] = [int(x) for x in args.text_words.split(",")]
     else:
         info = build_bert(os.path.join(base, "1"))
     fn = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"]
@@ -293,7 +329,9 @@ def run_benchmarks(args, tmp, tf, psutil):
     payloads = [json.dumps({"instances": [inst]}).encode() for inst in instances]
     direct_latencies(fn, args.model, instances[:10])   # warm-up
 
-    print(f"model: {args.model}; cpus: {os.cpu_count()}; load average before: "
+    what = f"export of {os.path.basename(args.config)}, texts of {args.text_words} words" if args.model == "export" \
+        else args.model
+    print(f"model: {what}; cpus: {os.cpu_count()}; load average before: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     srv = Server(base, batching=False, max_batch_size=args.max_batch_size,
                  batch_timeout_micros=args.batch_timeout_micros)
@@ -313,6 +351,7 @@ def run_benchmarks(args, tmp, tf, psutil):
                 k = (i + r) % 3
                 for call in calls[k:] + calls[:k]:
                     call(inst, body)
+        merged_rate = direct_batch_rate(fn, args.model, instances, args.max_batch_size)
         del fn
         d_med, s_med = statistics.median(direct) * 1e3, statistics.median(served) * 1e3
         h_med = statistics.median(served_http) * 1e3
@@ -338,6 +377,9 @@ def run_benchmarks(args, tmp, tf, psutil):
     print(f"throughput, {args.clients} concurrent clients, batching on (max_batch_size={args.max_batch_size}, "
           f"batch_timeout_micros={args.batch_timeout_micros}, num_batch_threads={args.num_batch_threads}): "
           f"{tput_batched:.1f} requests/s -> {tput_batched / tput_plain:.2f}x (target >= 3x)", flush=True)
+    print(f"  direct SavedModel calls on {args.max_batch_size} requests at once, no server: {merged_rate:.1f} "
+          f"examples/s = {merged_rate / tput_plain:.2f}x the unbatched server (the most batching can give here)",
+          flush=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"cpu busy now {psutil.cpu_percent(interval=0.5):.0f}%", flush=True)
 
