@@ -26,6 +26,7 @@ TEXTS = ["Shares rose sharply after the results.", "", LONG, "北京欢迎你 �
          "The striker scored twice!"]
 TEXTS_B = ["A passage about markets.", "only b", "", LONG[:300], "你好", "Ünïcödé ✓"]
 SHORT = [t for t in TEXTS if t != LONG]   # a call whose longest text is shorter than T: the export trims columns
+SHORT_B = [b for b in TEXTS_B if len(b) < 100]
 
 
 def tiny_config():
@@ -145,6 +146,8 @@ def ex(tmp_path_factory):
         "enc_ids": [r["enc_dir"], "serve_ids", ids_feed],
         "clf_short": [r["clf_dir"], "serving_default", {"text_a": ["string", SHORT]}],
         "enc_short": [r["enc_dir"], "serving_default", {"text": ["string", SHORT]}],
+        "pair_short_speed": [r["pair_dir"], "serve_speed", {
+            "text_a": ["string", SHORT], "text_b": ["string", SHORT_B], "speed": ["float32", 0.3]}],
         "enc_short_ids": [r["enc_dir"], "serve_ids", {
             k: ["int32", v.numpy().tolist()] for k, v in packer(tf.constant(SHORT)).items()}],
     }
@@ -212,6 +215,11 @@ def test_short_texts_run_trimmed_with_the_same_outputs(ex):
     trimmed, width = export._trim(feats)
     assert int(width) == T and all(v.shape[1] == keep for v in trimmed.values())
     close(ex["out"]["clf_short/probabilities"], tf.nn.softmax(ex["clf"](feats, training=False)))
+    pair_feats = ex["packer"]((tf.constant(SHORT), tf.constant(SHORT_B)))   # FastBERT early exit, trimmed
+    assert int(pair_feats["input_mask"].numpy().sum(1).max()) + 1 < T
+    ref_p, ref_e = fastbert.early_exit_predict(ex["pair"].encoder, ex["branches"], ex["final"], pair_feats, 0.3)
+    close(ex["out"]["pair_short_speed/probabilities"], ref_p)
+    np.testing.assert_array_equal(ex["out"]["pair_short_speed/exit_layer"], ref_e.numpy())
     ref = ex["enc"](feats, training=False)
     for case in ("enc_short", "enc_short_ids"):
         seq = ex["out"][f"{case}/sequence_output"]
