@@ -230,19 +230,22 @@ def server_latencies(post, payloads):
     return out
 
 
-def direct_latencies(fn, kind, instances):
+def direct_feed(kind, rows):
+    """The serving_default inputs of a direct SavedModel call on the request instances `rows`."""
     import numpy as np
     import tensorflow as tf
+    if kind == "toy":
+        return {"text": tf.constant(rows)}
+    if kind == "export":
+        return {"text_a": tf.constant(rows)}
+    return {k: tf.constant(np.asarray([r[k] for r in rows], np.int32)) for k in rows[0]}
+
+
+def direct_latencies(fn, kind, instances):
     out = []
     for inst in instances:
         t0 = time.perf_counter()
-        if kind == "toy":
-            res = fn(text=tf.constant([inst]))
-        elif kind == "export":
-            res = fn(text_a=tf.constant([inst]))
-        else:
-            res = fn(**{k: tf.constant(np.asarray([v], np.int32)) for k, v in inst.items()})
-        {k: v.numpy() for k, v in res.items()}
+        {k: v.numpy() for k, v in fn(**direct_feed(kind, [inst])).items()}
         out.append(time.perf_counter() - t0)
     return out
 
@@ -250,15 +253,7 @@ def direct_latencies(fn, kind, instances):
 def direct_batch_rate(fn, kind, instances, batch, calls=8):
     """Examples/s of direct SavedModel calls on `batch` requests at once (median of `calls`): what a merged call
     gives without any server, hence the most dynamic batching can reach against the unbatched server here."""
-    import numpy as np
-    import tensorflow as tf
-    rows = [instances[i % len(instances)] for i in range(batch)]
-    if kind == "toy":
-        feed = {"text": tf.constant(rows)}
-    elif kind == "export":
-        feed = {"text_a": tf.constant(rows)}
-    else:
-        feed = {k: tf.constant(np.asarray([r[k] for r in rows], np.int32)) for k in rows[0]}
+    feed = direct_feed(kind, [instances[i % len(instances)] for i in range(batch)])
     times = []
     for i in range(calls + 2):
         t0 = time.perf_counter()
