@@ -1,13 +1,13 @@
 """Benchmark serve.py on loopback: batch-1 latency next to a direct SavedModel call, and throughput of 32
 concurrent clients without and with dynamic batching.
 
-    .venv/bin/python bench/bench_server.py                 # toy text model doing real matmuls (~ms per call)
-    .venv/bin/python bench/bench_server.py --model=bert    # a small BERT encoder from modeling/ (serve_ids-style)
-    .venv/bin/python bench/bench_server.py --model=export  # a real bertkit export (serving/export.py): a
+    .venv/bin/python bench/bench_server.py                 # a real bertkit export (serving/export.py): a
                                                            # TinyBERT-shaped classifier (4 layers, hidden 312) on raw
                                                            # text, tokenized in-graph, max_seq_length 128
-    .venv/bin/python bench/bench_server.py --model=export --text_words=4,8,12     # short texts (queries, titles)
-    .venv/bin/python bench/bench_server.py --model=export --config=configs/mobilebert_uncased.json
+    .venv/bin/python bench/bench_server.py --text_words=4,8,12     # short texts (queries, titles)
+    .venv/bin/python bench/bench_server.py --config=configs/mobilebert_uncased.json
+    .venv/bin/python bench/bench_server.py --model=toy     # toy text model doing real matmuls (~ms per call)
+    .venv/bin/python bench/bench_server.py --model=bert    # a small BERT encoder from modeling/ (serve_ids-style)
 
 Targets: server latency at batch 1 no more than 10% above the direct call; throughput with --enable_batching at
 least 3x the throughput without. Latency is measured with a minimal keep-alive HTTP/1.1 client that sends each request
@@ -17,6 +17,12 @@ HTTP on loopback, JSON, the hand-off to a model thread. Python's `http.client` a
 too. Everything runs on 127.0.0.1 with bounded request counts. The server runs as a
 `serve.py` subprocess so that client and server do not share a Python interpreter; on a small, busy machine the
 client competes with the server for CPU, so read the figures next to the load average printed with them.
+
+Throughput runs both servers at once (one without, one with --enable_batching) and measures them in --rounds timed
+rounds of --clients x --requests_per_client requests, the two taking turns within each round, each first in turn.
+It prints each server's median and range and the batched/unbatched ratio round by round (median and range): on a
+shared machine a slow spell then falls on both servers. (Before, each server got one timed run of 256 requests,
+one server after the other: five runs of the same command on 4-12-word texts gave 2.83x to 4.15x.)
 
 After the throughput figures, the bench times direct SavedModel calls on --max_batch_size requests at once, without
 a server: the most dynamic batching can give against the unbatched server on this machine and model. An export runs
@@ -263,28 +269,45 @@ def direct_batch_rate(fn, kind, instances, batch, calls=8):
     return batch / statistics.median(times)
 
 
-async def throughput(port, kind, info, clients, per_client):
+async def throughput_rounds(ports, kind, info, clients, per_client, rounds):
+    """Requests/s of `clients` closed-loop clients (each sends its next request when the last is answered) against
+    each server in `ports`, in `rounds` timed rounds of clients * per_client requests. The servers take turns inside
+    each round, each first in turn, so a slow spell of a shared machine falls on both. -> {port: [rate per round]}"""
     import aiohttp
-    conn = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=600)
-    url = f"http://127.0.0.1:{port}/v1/models/m:predict"
-    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
-        async def client(c):
+    sessions = {p: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients), timeout=timeout)
+                for p in ports}
+    try:
+        async def client(port, c):
+            url = f"http://127.0.0.1:{port}/v1/models/m:predict"
             for k in range(per_client):
                 body = json.dumps({"instances": [make_instance(kind, c * per_client + k, info)]})
-                async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+                async with sessions[port].post(url, data=body, headers={"Content-Type": "application/json"}) as r:
                     await r.read()
                     if r.status != 200:
                         raise RuntimeError(await r.text())
-        await asyncio.gather(*(client(c) for c in range(clients)))   # warm-up: every connection, traces
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(c) for c in range(clients)))
-        return clients * per_client / (time.perf_counter() - t0)
+
+        async def timed(port):
+            t0 = time.perf_counter()
+            await asyncio.gather(*(client(port, c) for c in range(clients)))
+            return clients * per_client / (time.perf_counter() - t0)
+
+        for p in ports:   # warm-up: every connection, the batch sizes' first calls
+            await timed(p)
+        rates = {p: [] for p in ports}
+        for r in range(rounds):
+            order = ports[r % len(ports):] + ports[:r % len(ports)]
+            for p in order:
+                rates[p].append(await timed(p))
+        return rates
+    finally:
+        for sess in sessions.values():
+            await sess.close()
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", choices=["toy", "bert", "export"], default="toy")
+    ap.add_argument("--model", choices=["toy", "bert", "export"], default="export")
     ap.add_argument("--config", default=os.path.join(ROOT, "configs", "tinybert_4l_312.json"),
                     help="--model=export: the model config to export (random weights)")
     ap.add_argument("--text_words", default="16,24,32",
@@ -293,7 +316,8 @@ def main():
     ap.add_argument("--layers", type=int, default=4, help="toy model: number of dense layers")
     ap.add_argument("--latency_iters", type=int, default=60, help="batch-1 requests per round (3 rounds each)")
     ap.add_argument("--clients", type=int, default=32)
-    ap.add_argument("--requests_per_client", type=int, default=8)
+    ap.add_argument("--requests_per_client", type=int, default=8, help="requests per client in each round")
+    ap.add_argument("--rounds", type=int, default=5, help="timed throughput rounds (each server once a round)")
     ap.add_argument("--max_batch_size", type=int, default=32)
     ap.add_argument("--batch_timeout_micros", type=int, default=2000)
     ap.add_argument("--num_batch_threads", type=int, default=1)
@@ -359,22 +383,30 @@ def run_benchmarks(args, tmp, tf, psutil):
         print(f"  p90: direct {p90(direct):.2f} ms, serve.py {p90(served):.2f} ms", flush=True)
         lean.close()
         conn.close()
-        tput_plain = asyncio.run(throughput(srv.port, args.model, info, args.clients, args.requests_per_client))
+        batched = Server(base, batching=True, max_batch_size=args.max_batch_size,
+                         batch_timeout_micros=args.batch_timeout_micros, num_batch_threads=args.num_batch_threads)
+        try:
+            rates = asyncio.run(throughput_rounds([srv.port, batched.port], args.model, info, args.clients,
+                                                  args.requests_per_client, args.rounds))
+        finally:
+            batched.stop()
     finally:
         srv.stop()
-    print(f"throughput, {args.clients} concurrent clients, batching off: {tput_plain:.1f} requests/s", flush=True)
-    srv = Server(base, batching=True, max_batch_size=args.max_batch_size,
-                 batch_timeout_micros=args.batch_timeout_micros, num_batch_threads=args.num_batch_threads)
-    try:
-        tput_batched = asyncio.run(throughput(srv.port, args.model, info, args.clients, args.requests_per_client))
-    finally:
-        srv.stop()
-    print(f"throughput, {args.clients} concurrent clients, batching on (max_batch_size={args.max_batch_size}, "
-          f"batch_timeout_micros={args.batch_timeout_micros}, num_batch_threads={args.num_batch_threads}): "
-          f"{tput_batched:.1f} requests/s -> {tput_batched / tput_plain:.2f}x (target >= 3x)", flush=True)
+    plain, merged = rates[srv.port], rates[batched.port]
+    ratios = [m / p for p, m in zip(plain, merged)]
+    spread = lambda xs, f: f"median {f(statistics.median(xs))}, {f(min(xs))}-{f(max(xs))}"   # noqa: E731
+    per_s = lambda x: f"{x:.1f}"   # noqa: E731
+    times = lambda x: f"{x:.2f}x"   # noqa: E731
+    n = args.clients * args.requests_per_client
+    print(f"throughput, {args.clients} concurrent clients, {args.rounds} rounds of {n} requests each, the two servers "
+          f"taking turns:", flush=True)
+    print(f"  batching off: {spread(plain, per_s)} requests/s", flush=True)
+    print(f"  batching on (max_batch_size={args.max_batch_size}, batch_timeout_micros={args.batch_timeout_micros}, "
+          f"num_batch_threads={args.num_batch_threads}): {spread(merged, per_s)} requests/s", flush=True)
+    print(f"  batching on / off, round by round: {spread(ratios, times)} (target >= 3x)", flush=True)
     print(f"  direct SavedModel calls on {args.max_batch_size} requests at once, no server: {merged_rate:.1f} "
-          f"examples/s = {merged_rate / tput_plain:.2f}x the unbatched server (the most batching can give here)",
-          flush=True)
+          f"examples/s = {merged_rate / statistics.median(plain):.2f}x the unbatched server's median (the most "
+          f"batching can give here)", flush=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"cpu busy now {psutil.cpu_percent(interval=0.5):.0f}%", flush=True)
 
