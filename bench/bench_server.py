@@ -305,6 +305,11 @@ async def throughput_rounds(ports, kind, info, clients, per_client, rounds):
             await sess.close()
 
 
+def spread(xs, fmt):
+    """'median M, LO-HI' of xs, each number written with the format string fmt."""
+    return f"median {fmt.format(statistics.median(xs))}, {fmt.format(min(xs))}-{fmt.format(max(xs))}"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=["toy", "bert", "export"], default="export")
@@ -394,16 +399,13 @@ def run_benchmarks(args, tmp, tf, psutil):
         srv.stop()
     plain, merged = rates[srv.port], rates[batched.port]
     ratios = [m / p for p, m in zip(plain, merged)]
-    spread = lambda xs, f: f"median {f(statistics.median(xs))}, {f(min(xs))}-{f(max(xs))}"   # noqa: E731
-    per_s = lambda x: f"{x:.1f}"   # noqa: E731
-    times = lambda x: f"{x:.2f}x"   # noqa: E731
     n = args.clients * args.requests_per_client
     print(f"throughput, {args.clients} concurrent clients, {args.rounds} rounds of {n} requests each, the two servers "
           f"taking turns:", flush=True)
-    print(f"  batching off: {spread(plain, per_s)} requests/s", flush=True)
+    print(f"  batching off: {spread(plain, '{:.1f}')} requests/s", flush=True)
     print(f"  batching on (max_batch_size={args.max_batch_size}, batch_timeout_micros={args.batch_timeout_micros}, "
-          f"num_batch_threads={args.num_batch_threads}): {spread(merged, per_s)} requests/s", flush=True)
-    print(f"  batching on / off, round by round: {spread(ratios, times)} (target >= 3x)", flush=True)
+          f"num_batch_threads={args.num_batch_threads}): {spread(merged, '{:.1f}')} requests/s", flush=True)
+    print(f"  batching on / off, round by round: {spread(ratios, '{:.2f}x')} (target >= 3x)", flush=True)
     print(f"  direct SavedModel calls on {args.max_batch_size} requests at once, no server: {merged_rate:.1f} "
           f"examples/s = {merged_rate / statistics.median(plain):.2f}x the unbatched server's median (the most "
           f"batching can give here)", flush=True)

@@ -16,7 +16,8 @@ def test_bench_server_prints_latency_throughput_and_ceiling():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     number = r"[0-9]+\.[0-9]+"
-    assert re.search(rf"batch-1 latency, median of 9: direct SavedModel call {number} ms, serve.py {number} ms", out), out
+    assert re.search(rf"batch-1 latency, median of 9: direct SavedModel call {number} ms, serve.py {number} ms",
+                     out), out
     assert "4 concurrent clients, 2 rounds of 8 requests each" in out, out
     assert re.search(rf"batching off: median {number}, {number}-{number} requests/s", out), out
     assert re.search(rf"batching on \(max_batch_size=4, .*\): median {number}, {number}-{number} requests/s", out), out
