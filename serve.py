@@ -30,7 +30,8 @@ flags.DEFINE_integer("port", None, "TF Serving's gRPC port: accepted for command
 flags.DEFINE_bool("enable_batching", False, "Merge concurrent requests into batched model calls.")
 flags.DEFINE_integer("max_batch_size", 32, "Most rows in one merged model call.")
 flags.DEFINE_integer("batch_timeout_micros", 1000, "Longest a request waits for its batch to fill.")
-flags.DEFINE_integer("num_batch_threads", 1, "Merged calls in flight at once per model/version/signature.")
+flags.DEFINE_integer("num_batch_threads", 0, "Merged calls in flight at once per model/version/signature "
+                     "(0: the CPU count, TF Serving's default).")
 flags.DEFINE_float("file_system_poll_wait_seconds", 1, "Seconds between scans for new/removed version folders; "
                    "0 or less: scan only at startup.")
 flags.DEFINE_integer("max_request_bytes", 64 << 20, "Largest request body; bigger ones get 413.")

@@ -603,7 +603,7 @@ class ServerOptions:
     enable_batching: bool = False
     max_batch_size: int = 32
     batch_timeout_micros: int = 1000
-    num_batch_threads: int = 1
+    num_batch_threads: int = 0             # merged calls in flight per queue; 0 = cpu count (TF Serving's default)
     max_request_bytes: int = 64 << 20
     rest_api_num_threads: int = 0          # executor threads; 0 = max(4, cpu count)
     file_system_poll_wait_seconds: float = 1.0
@@ -639,7 +639,7 @@ def build(manager, options):
     batcher = None
     if options.enable_batching:
         batcher = batching.Batcher(executor, options.max_batch_size, options.batch_timeout_micros,
-                                   options.num_batch_threads)
+                                   options.num_batch_threads or os.cpu_count() or 1)
     api = RestApi(manager, executor, batcher, options.max_request_bytes)
     return api, executor, batcher
 

@@ -386,6 +386,7 @@ def test_batching_merges_requests(model_root):
                                         max_batch_size=8, batch_timeout_micros=5_000_000,
                                         file_system_poll_wait_seconds=0)
     try:
+        assert handle.batcher.num_batch_threads == (os.cpu_count() or 1)   # TF Serving's default: one per CPU
         toy = handle.manager.get_servable("toy").obj
         calls0, rows0 = int(toy.calls.numpy()), int(toy.rows.numpy())
         texts = [f"text number {'y' * i}" for i in range(8)]
