@@ -8,6 +8,8 @@ concurrent clients without and with dynamic batching.
     .venv/bin/python bench/bench_server.py --config=configs/mobilebert_uncased.json
     .venv/bin/python bench/bench_server.py --model=toy     # toy text model doing real matmuls (~ms per call)
     .venv/bin/python bench/bench_server.py --model=bert    # a small BERT encoder from modeling/ (serve_ids-style)
+    .venv/bin/python bench/bench_server.py --tensorflow_intra_op_parallelism=1   # one TF thread per op, for
+                                                           # both servers and the direct calls
 
 Targets: server latency at batch 1 no more than 10% above the direct call; throughput with --enable_batching at
 least 3x the throughput without. Latency is measured with a minimal keep-alive HTTP/1.1 client that sends each request
@@ -18,17 +20,21 @@ too. Everything runs on 127.0.0.1 with bounded request counts. The server runs a
 `serve.py` subprocess so that client and server do not share a Python interpreter; on a small, busy machine the
 client competes with the server for CPU, so read the figures next to the load average printed with them.
 
-Throughput runs both servers at once (one without, one with --enable_batching) and measures them in --rounds timed
-rounds of --clients x --requests_per_client requests, the two taking turns within each round, each first in turn.
+Throughput runs both servers at once (one without, one with --enable_batching, by default with serve.py's
+--num_batch_threads: one per CPU, as TF Serving) and measures them in --rounds timed rounds of --clients x
+--requests_per_client requests, the two taking turns within each round, each first in turn. Each client is one
+keep-alive connection sending pre-encoded requests (as the latency client does), so the load generator costs the
+two cores it shares with the servers little.
 It prints each server's median and range and the batched/unbatched ratio round by round (median and range): on a
 shared machine a slow spell then falls on both servers. (Before, each server got one timed run of 256 requests,
 one server after the other: five runs of the same command on 4-12-word texts gave 2.83x to 4.15x.)
 
-After the throughput figures, the bench times direct SavedModel calls on --max_batch_size requests at once, without
-a server: the most dynamic batching can give against the unbatched server on this machine and model. An export runs
-each call on its longest text (serving/export.py), so request length matters: texts of 16-32 words cost a batch-1
-call about half of what max_seq_length would, and the shorter the texts, the more of a call is fixed cost that
-batching shares out.
+After the throughput figures, the bench times direct SavedModel calls on many requests at once, without a server,
+in the shapes the clients can fill: 32 clients fill one call of 32 at a time or, with two batch threads, two calls of
+16 at a time. The best of these is the most dynamic batching can give against the unbatched server on this machine
+and model. An export runs each call on its longest text (serving/export.py), so request length matters: texts of
+16-32 words cost a batch-1 call about half of what max_seq_length would, and the shorter the texts, the more of a
+call is fixed cost that batching shares out.
 
 The toy model is one vector per request, so a batch-1 call is memory-bound and batching pays off on CPU. A BERT
 request is a [tokens, hidden] matrix: on a CPU with few cores, a merged call does the same work per token, so batching
@@ -156,10 +162,11 @@ def free_port():
 
 
 class Server:
-    def __init__(self, base_path, batching, max_batch_size, batch_timeout_micros, num_batch_threads=1):
+    def __init__(self, base_path, batching, max_batch_size, batch_timeout_micros, num_batch_threads=0, intra_op=0):
         self.port = free_port()
         args = [sys.executable, os.path.join(ROOT, "serve.py"), "--model_name=m", f"--model_base_path={base_path}",
-                f"--rest_api_port={self.port}", "--file_system_poll_wait_seconds=0"]
+                f"--rest_api_port={self.port}", "--file_system_poll_wait_seconds=0",
+                f"--tensorflow_intra_op_parallelism={intra_op}"]
         if batching:
             args += ["--enable_batching", f"--max_batch_size={max_batch_size}",
                      f"--batch_timeout_micros={batch_timeout_micros}", f"--num_batch_threads={num_batch_threads}"]
@@ -256,36 +263,68 @@ def direct_latencies(fn, kind, instances):
     return out
 
 
-def direct_batch_rate(fn, kind, instances, batch, calls=8):
-    """Examples/s of direct SavedModel calls on `batch` requests at once (median of `calls`): what a merged call
-    gives without any server, hence the most dynamic batching can reach against the unbatched server here."""
+def direct_batch_rate(fn, kind, instances, batch, threads=1, calls=8):
+    """Examples/s of direct SavedModel calls on `batch` requests at once, `threads` calls in flight at a time (as the
+    batched server's --num_batch_threads), each thread making `calls` calls after two warm-up calls: what merged
+    calls give without any server, hence the most dynamic batching can reach against the unbatched server here."""
+    import threading
     feed = direct_feed(kind, [instances[i % len(instances)] for i in range(batch)])
-    times = []
-    for i in range(calls + 2):
-        t0 = time.perf_counter()
+    for _ in range(2):   # warm-up (a new batch size is traced once)
         {k: v.numpy() for k, v in fn(**feed).items()}
-        if i >= 2:   # two warm-up calls (a new batch size is traced once)
-            times.append(time.perf_counter() - t0)
-    return batch / statistics.median(times)
+
+    def work():
+        for _ in range(calls):
+            {k: v.numpy() for k, v in fn(**feed).items()}
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    t0 = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return batch * calls * threads / (time.perf_counter() - t0)
 
 
 async def throughput_rounds(ports, kind, info, clients, per_client, rounds):
     """Requests/s of `clients` closed-loop clients (each sends its next request when the last is answered) against
     each server in `ports`, in `rounds` timed rounds of clients * per_client requests. The servers take turns inside
-    each round, each first in turn, so a slow spell of a shared machine falls on both. -> {port: [rate per round]}"""
-    import aiohttp
-    timeout = aiohttp.ClientTimeout(total=600)
-    sessions = {p: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients), timeout=timeout)
-                for p in ports}
+    each round, each first in turn, so a slow spell of a shared machine falls on both. -> {port: [rate per round]}
+
+    Each client is one keep-alive connection speaking the least HTTP/1.1 it can (as LeanConnection): requests are
+    encoded before the clock starts and sent in one write each, responses are read by their Content-Length. The
+    load generator shares the machine's cores with the servers, so the less it costs, the more of them the servers
+    get: an aiohttp client used 2-3x the CPU time and cost the batched server 8-15% of its throughput in three
+    paired runs on 2 cores."""
+    requests = []
+    for c in range(clients):
+        mine = []
+        for k in range(per_client):
+            body = json.dumps({"instances": [make_instance(kind, c * per_client + k, info)]}).encode()
+            mine.append((f"POST /v1/models/m:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+        requests.append(mine)
+    conns = {}
+    for p in ports:
+        conns[p] = []
+        for _ in range(clients):
+            reader, writer = await asyncio.open_connection("127.0.0.1", p)
+            writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conns[p].append((reader, writer))
     try:
         async def client(port, c):
-            url = f"http://127.0.0.1:{port}/v1/models/m:predict"
-            for k in range(per_client):
-                body = json.dumps({"instances": [make_instance(kind, c * per_client + k, info)]})
-                async with sessions[port].post(url, data=body, headers={"Content-Type": "application/json"}) as r:
-                    await r.read()
-                    if r.status != 200:
-                        raise RuntimeError(await r.text())
+            reader, writer = conns[port][c]
+            for req in requests[c]:
+                writer.write(req)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = None
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                if length is None:
+                    raise RuntimeError("response without Content-Length")
+                data = await reader.readexactly(length)
+                if head[9:12] != b"200":
+                    raise RuntimeError(data[:500])
 
         async def timed(port):
             t0 = time.perf_counter()
@@ -301,8 +340,9 @@ async def throughput_rounds(ports, kind, info, clients, per_client, rounds):
                 rates[p].append(await timed(p))
         return rates
     finally:
-        for sess in sessions.values():
-            await sess.close()
+        for pairs in conns.values():
+            for _, writer in pairs:
+                writer.close()
 
 
 def spread(xs, fmt):
@@ -325,12 +365,17 @@ def main():
     ap.add_argument("--rounds", type=int, default=5, help="timed throughput rounds (each server once a round)")
     ap.add_argument("--max_batch_size", type=int, default=32)
     ap.add_argument("--batch_timeout_micros", type=int, default=2000)
-    ap.add_argument("--num_batch_threads", type=int, default=1)
+    ap.add_argument("--num_batch_threads", type=int, default=0,
+                    help="batched server's merged calls in flight (0: the CPU count, serve.py's default)")
+    ap.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                    help="both servers' and the direct calls' TensorFlow intra-op threads (0: TF's default)")
     args = ap.parse_args()
 
     import psutil
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
+    if args.tensorflow_intra_op_parallelism:
+        tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
 
     tmp = tempfile.mkdtemp(prefix="bench_server_")
     try:
@@ -355,10 +400,11 @@ def run_benchmarks(args, tmp, tf, psutil):
 
     what = f"export of {os.path.basename(args.config)}, texts of {args.text_words} words" if args.model == "export" \
         else args.model
-    print(f"model: {what}; cpus: {os.cpu_count()}; load average before: "
+    print(f"model: {what}; cpus: {os.cpu_count()}; tensorflow_intra_op_parallelism: "
+          f"{args.tensorflow_intra_op_parallelism or 'TF default'}; load average before: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     srv = Server(base, batching=False, max_batch_size=args.max_batch_size,
-                 batch_timeout_micros=args.batch_timeout_micros)
+                 batch_timeout_micros=args.batch_timeout_micros, intra_op=args.tensorflow_intra_op_parallelism)
     try:
         lean = LeanConnection(srv.port)                                         # one keep-alive connection
         conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)   # and another, with http.client
@@ -375,7 +421,15 @@ def run_benchmarks(args, tmp, tf, psutil):
                 k = (i + r) % 3
                 for call in calls[k:] + calls[:k]:
                     call(inst, body)
-        merged_rate = direct_batch_rate(fn, args.model, instances, args.max_batch_size)
+        batch_threads = args.num_batch_threads or os.cpu_count() or 1
+        # merged calls the clients can fill: 32 closed-loop clients fill one call of 32 at a time, or (with two
+        # batch threads) two of 16 at a time; the best of these is the ceiling
+        shapes = []
+        for k in range(1, min(batch_threads, args.clients) + 1):
+            rows = min(args.max_batch_size, args.clients // k)
+            if (rows, k) not in shapes and rows * (k - 1) < args.clients:
+                shapes.append((rows, k))
+        direct_rates = [(k, rows, direct_batch_rate(fn, args.model, instances, rows, k)) for rows, k in shapes]
         del fn
         d_med, s_med = statistics.median(direct) * 1e3, statistics.median(served) * 1e3
         h_med = statistics.median(served_http) * 1e3
@@ -389,7 +443,8 @@ def run_benchmarks(args, tmp, tf, psutil):
         lean.close()
         conn.close()
         batched = Server(base, batching=True, max_batch_size=args.max_batch_size,
-                         batch_timeout_micros=args.batch_timeout_micros, num_batch_threads=args.num_batch_threads)
+                         batch_timeout_micros=args.batch_timeout_micros, num_batch_threads=args.num_batch_threads,
+                         intra_op=args.tensorflow_intra_op_parallelism)
         try:
             rates = asyncio.run(throughput_rounds([srv.port, batched.port], args.model, info, args.clients,
                                                   args.requests_per_client, args.rounds))
@@ -404,11 +459,13 @@ def run_benchmarks(args, tmp, tf, psutil):
           f"taking turns:", flush=True)
     print(f"  batching off: {spread(plain, '{:.1f}')} requests/s", flush=True)
     print(f"  batching on (max_batch_size={args.max_batch_size}, batch_timeout_micros={args.batch_timeout_micros}, "
-          f"num_batch_threads={args.num_batch_threads}): {spread(merged, '{:.1f}')} requests/s", flush=True)
+          f"num_batch_threads={batch_threads}): {spread(merged, '{:.1f}')} requests/s", flush=True)
     print(f"  batching on / off, round by round: {spread(ratios, '{:.2f}x')} (target >= 3x)", flush=True)
-    print(f"  direct SavedModel calls on {args.max_batch_size} requests at once, no server: {merged_rate:.1f} "
-          f"examples/s = {merged_rate / statistics.median(plain):.2f}x the unbatched server's median (the most "
-          f"batching can give here)", flush=True)
+    best = max(r for _, _, r in direct_rates)
+    print(f"  direct SavedModel calls, no server: "
+          + ", ".join(f"{k} x {rows} requests at a time {r:.1f} examples/s" for k, rows, r in direct_rates)
+          + f"; the best is {best / statistics.median(plain):.2f}x the unbatched server's median (the most batching "
+          f"can give here)", flush=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"cpu busy now {psutil.cpu_percent(interval=0.5):.0f}%", flush=True)
 
