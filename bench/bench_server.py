@@ -424,11 +424,8 @@ def run_benchmarks(args, tmp, tf, psutil):
         batch_threads = args.num_batch_threads or os.cpu_count() or 1
         # merged calls the clients can fill: 32 closed-loop clients fill one call of 32 at a time, or (with two
         # batch threads) two of 16 at a time; the best of these is the ceiling
-        shapes = []
-        for k in range(1, min(batch_threads, args.clients) + 1):
-            rows = min(args.max_batch_size, args.clients // k)
-            if (rows, k) not in shapes and rows * (k - 1) < args.clients:
-                shapes.append((rows, k))
+        shapes = [(min(args.max_batch_size, args.clients // k), k)
+                  for k in range(1, min(batch_threads, args.clients) + 1)]
         direct_rates = [(k, rows, direct_batch_rate(fn, args.model, instances, rows, k)) for rows, k in shapes]
         del fn
         d_med, s_med = statistics.median(direct) * 1e3, statistics.median(served) * 1e3
