@@ -191,6 +191,24 @@ class Server:
             self.proc.wait()
 
 
+def post_request(path, body):
+    """The bytes of one keep-alive HTTP/1.1 POST of a JSON body: headers and body, to be sent in one write."""
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("ascii") + body
+
+
+def status_and_length(head_lines):
+    """(status, Content-Length) of a response head given as its lines, the status line first."""
+    length = None
+    for line in head_lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length is None:
+        raise RuntimeError("response without Content-Length")
+    return int(head_lines[0].split()[1]), length
+
+
 class LeanConnection:
     """A keep-alive HTTP/1.1 connection that sends each request in one write (headers and body together, as curl
     does) and reads the response by its Content-Length: the least a client can add to the server's latency."""
@@ -201,20 +219,11 @@ class LeanConnection:
         self.file = self.sock.makefile("rb")
 
     def post(self, path, body):
-        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode("ascii")
-        self.sock.sendall(head + body)
-        status = int(self.file.readline().split()[1])
-        length = None
-        while True:
-            line = self.file.readline()
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        if length is None:
-            raise RuntimeError("response without Content-Length")
+        self.sock.sendall(post_request(path, body))
+        lines = [self.file.readline()]
+        while lines[-1] not in (b"\r\n", b"\n", b""):
+            lines.append(self.file.readline())
+        status, length = status_and_length(lines)
         return status, self.file.read(length)
 
     def close(self):
@@ -299,8 +308,7 @@ async def throughput_rounds(ports, kind, info, clients, per_client, rounds):
         mine = []
         for k in range(per_client):
             body = json.dumps({"instances": [make_instance(kind, c * per_client + k, info)]}).encode()
-            mine.append((f"POST /v1/models/m:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+            mine.append(post_request("/v1/models/m:predict", body))
         requests.append(mine)
     conns = {}
     for p in ports:
@@ -315,15 +323,9 @@ async def throughput_rounds(ports, kind, info, clients, per_client, rounds):
             for req in requests[c]:
                 writer.write(req)
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = None
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                if length is None:
-                    raise RuntimeError("response without Content-Length")
+                status, length = status_and_length(head.split(b"\r\n"))
                 data = await reader.readexactly(length)
-                if head[9:12] != b"200":
+                if status != 200:
                     raise RuntimeError(data[:500])
 
         async def timed(port):

@@ -11,6 +11,7 @@ If a merged call fails, each request in it is re-run on its own so one bad reque
 import asyncio
 import collections
 import dataclasses
+import os
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class Batcher:
         self.executor = executor
         self.max_batch_size = max_batch_size
         self.timeout_s = max(0, batch_timeout_micros) / 1e6
-        self.num_batch_threads = max(1, num_batch_threads)
+        self.num_batch_threads = max(1, num_batch_threads or os.cpu_count() or 1)   # 0: one per CPU, as TF Serving
         self.queues = {}
         self.stats = BatchStats()
         self._closed = False

@@ -639,7 +639,7 @@ def build(manager, options):
     batcher = None
     if options.enable_batching:
         batcher = batching.Batcher(executor, options.max_batch_size, options.batch_timeout_micros,
-                                   options.num_batch_threads or os.cpu_count() or 1)
+                                   options.num_batch_threads)
     api = RestApi(manager, executor, batcher, options.max_request_bytes)
     return api, executor, batcher
 
