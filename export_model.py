@@ -20,7 +20,7 @@ import bertkit_errors  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("init_checkpoint", None, "bertkit model directory or checkpoint prefix (other formats through "
-                    "modeling/checkpoints.py when available; encoders only).")
+                    "modeling/checkpoints.py: TF1 and HuggingFace BERT directories, encoders only).")
 flags.DEFINE_string("bert_config_file", None, "Model config; default <model dir>/bert_config.json.")
 flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary; default <model dir>/vocab.txt.")
 flags.DEFINE_bool("do_lower_case", None, "Lower-case input text; default from <model dir>/bertkit.json, else true.")

@@ -5,13 +5,15 @@ Keras 3, plus distribution, mixed precision, best-checkpoint keeping, prediction
         --vocab_file=vocab.txt --bert_config_file=bert_config.json --init_checkpoint=pretrain_out \
         --max_seq_length=128 --train_batch_size=32 --learning_rate=2e-5 --num_train_epochs=3 --output_dir=mrpc_out
 
-With --data_dir the records are written into --output_dir (reused when their task_meta.json matches); with
---records_dir the TFRecords + task_meta.json of create_finetuning_data.py are read. --init_checkpoint may be a bertkit
-model directory: bert_config.json, vocab.txt and do_lower_case then default from it. Training evaluates the dev set
-after every epoch (--do_eval) and keeps the best checkpoint by the task's main metric in output_dir/best/; the final
-evaluation, prediction and export use it. Rerunning the same command resumes (and does not train again when done).
-Writes into --output_dir: ckpt-N (encoder, classifier_head, optimizer, global_step), bert_config.json, vocab.txt,
-bertkit.json, task_meta.json, logs/train, logs/eval, eval_results.txt, test_results.tsv + predictions.tsv, export/.
+With --data_dir the records are written into --output_dir (reused when their task_meta.json matches); with --records_dir
+the TFRecords + task_meta.json of create_finetuning_data.py are read. --init_checkpoint may be a bertkit model
+directory: bert_config.json, vocab.txt and do_lower_case then default from it; the same for a TF1 or HuggingFace
+directory (config.json; a vocabulary only in tokenizer.json is written to output_dir/vocab.txt). Training evaluates the
+dev set after every epoch (--do_eval) and keeps the best checkpoint by the task's main metric in output_dir/best/; the
+final evaluation (the best checkpoint's results, not evaluated again), prediction and export use it. Rerunning the same
+command resumes (and does not train again when done). Writes into --output_dir: ckpt-N (encoder, classifier_head,
+optimizer, global_step), bert_config.json, vocab.txt, bertkit.json, task_meta.json, logs/train, logs/eval,
+eval_results.txt, test_results.tsv + predictions.tsv, export/.
 
 TinyBERT task distillation: --teacher_checkpoint=<run_classifier output_dir of a teacher fine-tuned on the task> (same
 labels in the same order, else a one-line error) trains the --bert_config_file / --init_checkpoint student against
@@ -48,7 +50,9 @@ flags.DEFINE_string("bert_config_file", None, "The config json file of the pre-t
 flags.DEFINE_string("task_name", None, "cola|sst-2|mrpc|sts-b|qqp|mnli|mnli-mm|qnli|rte|wnli|xnli|ax|custom|bbc.")
 flags.DEFINE_string("vocab_file", None, "The vocabulary file (default: vocab.txt of an --init_checkpoint directory).")
 flags.DEFINE_string("output_dir", None, "The output directory where the model checkpoints will be written.")
-flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint: a bertkit checkpoint prefix or model directory.")
+flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint: a bertkit checkpoint prefix or model directory, an "
+                    "original TF1 BERT directory, or a HuggingFace BERT directory (config.json, model.safetensors, "
+                    "vocab.txt or tokenizer.json).")
 flags.DEFINE_bool("do_lower_case", True, "Lower case the input text (when not given: the --init_checkpoint "
                   "directory's bertkit.json, or the --records_dir records' setting, else True).",
                   allow_override=True)  # build_vocab.py defines the same flag; tests import both in one process
@@ -313,7 +317,8 @@ def main(argv):
     import bertkit_io
     from training import classifier as classifier_lib
 
-    defaults = classifier_lib.model_dir_defaults(FLAGS.init_checkpoint)
+    defaults = classifier_lib.model_dir_defaults(
+        FLAGS.init_checkpoint, vocab_dir=None if FLAGS["vocab_file"].present else FLAGS.output_dir)
     for name in ("bert_config_file", "vocab_file", "do_lower_case"):
         if not FLAGS[name].present and name in defaults:
             setattr(FLAGS, name, defaults[name])

@@ -15,7 +15,9 @@ student trained on the same records with the embedding, hidden-state and attenti
 (training/tinybert.py; --layer_mapping, --attention_loss, --temperature; --distill_mlm adds the student's MLM loss).
 The checkpoints then also hold `fit_dense` (student width -> teacher width, when they differ); metrics
 embedding_loss, hidden_loss, attention_loss (+ masked_lm_*). The output directory is a normal bertkit model directory
-of the student (run_classifier --init_checkpoint reads it).
+of the student (run_classifier --init_checkpoint reads it). Unset --bert_config_file / --teacher_config_file,
+--vocab_file and --do_lower_case default from the --init_checkpoint / --teacher_checkpoint directories (bertkit, TF1
+or HuggingFace: config.json, vocab.txt or tokenizer.json, written to output_dir/vocab.txt).
 
     python run_pretraining.py --bert_config_file=configs/tinybert_4l_312.json \
         --teacher_config_file=configs/bert_base_uncased.json --teacher_checkpoint=teacher_dir ...
@@ -31,7 +33,9 @@ import bertkit_errors
 flags.DEFINE_string("bert_config_file", None, "The config json file of the pre-trained model (architecture).")
 flags.DEFINE_string("input_file", None, "Input TF example files (comma-separated globs; gzip detected).")
 flags.DEFINE_string("output_dir", None, "The output directory where the model checkpoints will be written.")
-flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint (a bertkit checkpoint or model directory).")
+flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint (a bertkit checkpoint or model directory, a TF1 or "
+                    "HuggingFace BERT directory); unset --bert_config_file, --vocab_file, --do_lower_case default "
+                    "from its directory.")
 flags.DEFINE_integer("max_seq_length", 128, "Maximum total input sequence length; must match the records.")
 flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum number of masked LM predictions; must match the records.")
 flags.DEFINE_bool("do_train", False, "Whether to run training.")
@@ -72,7 +76,8 @@ flags.DEFINE_bool("do_export", True, "After training, export the encoder as a ra
                   "output_dir/export/<version>/ (needs --vocab_file).")
 flags.DEFINE_string("teacher_config_file", None, "TinyBERT general distillation: the teacher's config json (BERT, "
                     "ALBERT or MobileBERT). With --teacher_checkpoint, --bert_config_file is the student.")
-flags.DEFINE_string("teacher_checkpoint", None, "The teacher's weights (a bertkit checkpoint or model directory).")
+flags.DEFINE_string("teacher_checkpoint", None, "The teacher's weights (a bertkit checkpoint or model directory, a "
+                    "TF1 or HuggingFace BERT directory); --teacher_config_file defaults from its directory.")
 flags.DEFINE_string("layer_mapping", "uniform", "Student layer -> teacher layer: 'uniform' or 's:t,...' "
                     "(e.g. 0:2,1:5,2:8,3:11 for 12 -> 4 layers).")
 flags.DEFINE_enum("attention_loss", "mse", ["mse", "kl", "none"], "Attention distillation loss (TinyBERT: mse).")
@@ -193,10 +198,32 @@ def _export(encoder, output_dir):
     return version_dir
 
 
+def _model_dir_defaults():
+    """Unset flags from the model directories of --init_checkpoint (--bert_config_file, --vocab_file,
+    --do_lower_case) and --teacher_checkpoint (--teacher_config_file; the vocabulary and lower-casing when the
+    student has none): bertkit, TF1 or HuggingFace directories (modeling.checkpoints.model_dir_defaults; a vocabulary
+    only in tokenizer.json is written as output_dir/vocab.txt)."""
+    from modeling import checkpoints
+
+    vocab_dir = None if FLAGS["vocab_file"].present else FLAGS.output_dir
+    init = checkpoints.model_dir_defaults(FLAGS.init_checkpoint, vocab_dir=vocab_dir)
+    teacher = checkpoints.model_dir_defaults(FLAGS.teacher_checkpoint, vocab_dir=None if "vocab_file" in init
+                                             else vocab_dir, flag="teacher_checkpoint")
+    wanted = [("bert_config_file", init, "bert_config_file"), ("vocab_file", init, "vocab_file"),
+              ("do_lower_case", init, "do_lower_case"), ("teacher_config_file", teacher, "bert_config_file"),
+              ("vocab_file", teacher, "vocab_file"), ("do_lower_case", teacher, "do_lower_case")]
+    done = set()
+    for name, defaults, key in wanted:
+        if not FLAGS[name].present and name not in done and key in defaults:
+            setattr(FLAGS, name, defaults[key])
+            done.add(name)
+
+
 def main(argv):
     del argv
     import bertkit_io
 
+    _model_dir_defaults()
     for name in ("bert_config_file", "output_dir"):
         _require(name)
     if not FLAGS.do_train and not FLAGS.do_eval:
@@ -262,7 +289,8 @@ def main(argv):
 
     if is_chief:
         config.to_json_file(os.path.join(FLAGS.output_dir, "bert_config.json"))
-        if FLAGS.vocab_file:
+        if FLAGS.vocab_file and os.path.abspath(FLAGS.vocab_file) != os.path.abspath(
+                os.path.join(FLAGS.output_dir, "vocab.txt")):
             trainer_lib.copy_file(FLAGS.vocab_file, os.path.join(FLAGS.output_dir, "vocab.txt"))
         trainer_lib.write_json(os.path.join(FLAGS.output_dir, "bertkit.json"), {
             "do_lower_case": FLAGS.do_lower_case, "max_seq_length": FLAGS.max_seq_length,

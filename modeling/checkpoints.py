@@ -5,6 +5,7 @@
     bundle = load_checkpoint(path, config=None, with_heads=True)   # CheckpointBundle
     init_from_checkpoint(encoder, path, mlm_head=None, nsp_head=None) -> description   # into existing layers
     save_bertkit_checkpoint(output_dir, config, encoder, ...) -> prefix                # a bertkit model directory
+    read_objects(prefix, encoder=..., classifier_head=...)   # tf.train.Checkpoint(**objects).read, all matched
 
 Formats:
   * "bertkit": a `tf.train.Checkpoint` with top-level `encoder` (and maybe `mlm_head`, `nsp_head`, ...): a `ckpt-N`
@@ -20,6 +21,11 @@ Formats:
   * "keras_hub": keras-hub preset directories of a `BertBackbone` (`config.json` naming `keras_hub>BertBackbone`,
     `model.weights.h5`): loaded with keras-hub's own `from_preset`, its variables mapped by path to HF names, and the
     result checked numerically against the keras-hub model on a probe batch.
+
+Model directories: `model_dir_defaults(path)` gives what a directory holds for the scripts' unset flags (config file,
+vocabulary, lower-casing) for all of these; a vocabulary that exists only as a HuggingFace `tokenizer.json` (BERT
+WordPiece) is written out as `vocab.txt` (`write_vocab`) into the output directory, so everything downstream reads
+vocab.txt.
 
 Errors are `bertkit_errors.UserError`s starting with `--<flag>=<path>:` when a flag name is given (init_from_checkpoint
 uses `init_checkpoint` by default), else `<path>:`.
@@ -44,6 +50,7 @@ from modeling.heads import MaskedLMHead, SentencePairHead
 FORMATS = ("bertkit", "tf1", "hf", "keras_hub")
 CONFIG_NAMES = ("bert_config.json", "albert_config.json", "config.json")
 VOCAB_NAMES = ("vocab.txt", "30k-clean.vocab", "spiece.vocab")
+TOKENIZER_JSON = "tokenizer.json"
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 CheckpointBundle = collections.namedtuple(
@@ -288,6 +295,18 @@ def _restore_bertkit(prefix, items, src, required=("encoder",)):
     return done
 
 
+def read_objects(prefix, **objects):
+    """tf.train.Checkpoint(**objects).read(prefix), checked: every variable of `objects` must be in the checkpoint
+    (AssertionError otherwise, ValueError for a shape mismatch); checkpoint values the objects lack are fine. The one
+    way bertkit restores selected objects of a bertkit checkpoint. `read`, not `restore`: restore() also creates the
+    root's `save_counter`, which a checkpoint written by Checkpoint.write() (save_bertkit_checkpoint, so every
+    convert_checkpoint.py output) does not hold, and the match check then fails on it."""
+    status = tf.train.Checkpoint(**objects).read(prefix)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
+    return status
+
+
 # ------------------------------------------------------------------------------------------------ TF1 (Google)
 def _tf1_model_type(names):
     if any(n.startswith("bert/encoder/transformer/") or n.startswith("bert/encoder/embedding_hidden_mapping_in")
@@ -517,10 +536,22 @@ def _keras_hub_tokenizer_info(path):
 
 
 def _hf_tokenizer_info(path):
+    """(vocabulary source, do_lower_case) of a HuggingFace directory: vocab.txt, else tokenizer.json (a vocab source
+    for write_vocab); lower-casing from tokenizer.json's BertNormalizer, else tokenizer_config.json."""
     vocab = _find_vocab(path)
+    tok = os.path.join(path, TOKENIZER_JSON)
+    if vocab is None and os.path.isfile(tok):
+        vocab = tok
     lower = None
+    if vocab == tok:
+        lower = _wordpiece_tokenizer_json(tok)[1].get("lowercase")
+    elif os.path.isfile(tok):
+        d = _read_json(tok, tok)
+        normalizer = d.get("normalizer") if isinstance(d, dict) else None
+        if isinstance(normalizer, dict) and normalizer.get("type") == "BertNormalizer":
+            lower = normalizer.get("lowercase")
     tc = os.path.join(path, "tokenizer_config.json")
-    if os.path.isfile(tc):
+    if lower is None and os.path.isfile(tc):
         try:
             with open(tc, encoding="utf-8") as f:
                 d = json.load(f)
@@ -528,6 +559,96 @@ def _hf_tokenizer_info(path):
         except (OSError, json.JSONDecodeError, AttributeError):
             lower = None
     return vocab, (bool(lower) if lower is not None else None)
+
+
+def _wordpiece_tokenizer_json(path):
+    """(tokens in id order, normalizer dict) of a HuggingFace tokenizer.json holding a BERT WordPiece tokenizer;
+    one-line UserError for anything else."""
+    d = _read_json(path, path)
+    model = d.get("model") if isinstance(d, dict) else None
+    model = model if isinstance(model, dict) else {}
+    normalizer = d.get("normalizer") if isinstance(d, dict) else None
+    normalizer = normalizer if isinstance(normalizer, dict) else {}
+    kind, prefix = model.get("type"), model.get("continuing_subword_prefix", "##")
+    if kind != "WordPiece" or prefix != "##" or normalizer.get("type") != "BertNormalizer":
+        raise bertkit_errors.UserError(
+            f"{path}: not a BERT WordPiece tokenizer (model.type {kind!r}, continuing_subword_prefix {prefix!r}, "
+            f"normalizer {normalizer.get('type')!r}; bertkit needs WordPiece, '##', BertNormalizer)")
+    vocab = model.get("vocab")
+    if not isinstance(vocab, dict) or not vocab:
+        raise bertkit_errors.UserError(f"{path}: model.vocab is missing or empty")
+    by_id = {}
+    for token, i in vocab.items():
+        if not isinstance(i, int) or i < 0 or i in by_id:
+            raise bertkit_errors.UserError(f"{path}: token {token!r} has id {i!r} (ids must be distinct integers >= 0)")
+        if not token or token != token.strip() or "\n" in token or "\r" in token:
+            raise bertkit_errors.UserError(f"{path}: token {token!r} (id {i}) cannot be a line of vocab.txt")
+        by_id[i] = token
+    if max(by_id) != len(by_id) - 1:
+        gap = min(set(range(len(by_id))) - set(by_id))
+        raise bertkit_errors.UserError(f"{path}: vocabulary ids are not contiguous (no token has id {gap}; "
+                                       f"{len(by_id)} tokens, largest id {max(by_id)})")
+    return [by_id[i] for i in range(len(by_id))], normalizer
+
+
+def write_vocab(source, path):
+    """Write vocab.txt at `path` from `source`: a vocab.txt (copied) or a HuggingFace tokenizer.json (its WordPiece
+    vocabulary, one token a line in id order). Atomic."""
+    if os.path.basename(source) == TOKENIZER_JSON:
+        tokens = _wordpiece_tokenizer_json(source)[0]
+        with bertkit_io.atomic_write(path) as f:
+            f.write("\n".join(tokens) + "\n")
+        return path
+    if os.path.abspath(source) != os.path.abspath(path):
+        with open(source, "rb") as fin, bertkit_io.atomic_write(path, "wb") as f:
+            f.write(fin.read())
+    return path
+
+
+def model_dir_defaults(path, vocab_dir=None, flag="init_checkpoint"):
+    """What the model directory of checkpoint `path` gives to the scripts' unset flags: {"model_dir",
+    "bert_config_file", "vocab_file", "do_lower_case"}, keys absent when unknown; {} when `path` is not a directory
+    or a file in one. bertkit and TF1 directories: bert_config.json / albert_config.json, vocab.txt, bertkit.json's
+    do_lower_case (TF1: the directory name, as the original repository does). HuggingFace directories: config.json,
+    vocab.txt or, when there is only tokenizer.json, a vocab.txt written from it into `vocab_dir` (no "vocab_file"
+    without a vocab_dir), lower-casing from tokenizer.json / tokenizer_config.json."""
+    if not path:
+        return {}
+    model_dir = path if os.path.isdir(path) else os.path.dirname(path)
+    if not model_dir or not os.path.isdir(model_dir):
+        return {}
+    out = {"model_dir": model_dir}
+    if _is_keras_hub_dir(model_dir):
+        return out
+    if _is_hf_dir(model_dir) and not os.path.isfile(os.path.join(model_dir, "bert_config.json")):
+        out["bert_config_file"] = os.path.join(model_dir, "config.json")
+        vocab, lower = _hf_tokenizer_info(model_dir)
+        if vocab and os.path.basename(vocab) == TOKENIZER_JSON:
+            if vocab_dir:
+                bertkit_io.ensure_writable_dir(vocab_dir)
+                vocab = write_vocab(vocab, os.path.join(vocab_dir, "vocab.txt"))
+            else:
+                vocab = None
+        if vocab:
+            out["vocab_file"] = vocab
+        if lower is not None:
+            out["do_lower_case"] = lower
+        return out
+    for name in CONFIG_NAMES[:2]:
+        if os.path.isfile(os.path.join(model_dir, name)):
+            out["bert_config_file"] = os.path.join(model_dir, name)
+            break
+    vocab = os.path.join(model_dir, "vocab.txt")
+    if os.path.isfile(vocab):
+        out["vocab_file"] = vocab
+    meta = os.path.join(model_dir, "bertkit.json")
+    if os.path.isfile(meta):
+        lower = _read_json(meta, _src(path, flag)).get("do_lower_case")
+        if isinstance(lower, bool):
+            out["do_lower_case"] = lower
+    elif "bert_config_file" in out and _case_from_name(model_dir) is not None:
+        out["do_lower_case"] = _case_from_name(model_dir)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ public API
@@ -675,7 +796,8 @@ def init_from_checkpoint(encoder, path, mlm_head=None, nsp_head=None, flag="init
 def save_bertkit_checkpoint(output_dir, config, encoder, mlm_head=None, nsp_head=None, vocab_file=None,
                             do_lower_case=None, created_by="save_bertkit_checkpoint"):
     """Write a bertkit model directory: ckpt-0 (tf.train.Checkpoint of encoder [, mlm_head, nsp_head]) + `checkpoint`,
-    bert_config.json, vocab.txt (a copy of `vocab_file`), bertkit.json. Returns the checkpoint prefix."""
+    bert_config.json, vocab.txt (from `vocab_file`: a vocab.txt or a tokenizer.json, see write_vocab), bertkit.json.
+    Returns the checkpoint prefix."""
     bertkit_io.ensure_writable_dir(output_dir)
     items = {"encoder": encoder}
     if mlm_head is not None:
@@ -683,8 +805,7 @@ def save_bertkit_checkpoint(output_dir, config, encoder, mlm_head=None, nsp_head
     if nsp_head is not None:
         items["nsp_head"] = nsp_head
     if vocab_file:
-        with open(vocab_file, "rb") as fin, bertkit_io.atomic_write(os.path.join(output_dir, "vocab.txt"), "wb") as f:
-            f.write(fin.read())
+        write_vocab(vocab_file, os.path.join(output_dir, "vocab.txt"))
     config.to_json_file(os.path.join(output_dir, "bert_config.json"))
     meta = {"model_type": config.model_type, "created_by": created_by}
     if do_lower_case is not None:
@@ -722,4 +843,4 @@ def convert_to_bertkit(input_checkpoint, output_dir, bert_config_file=None, voca
 
 
 __all__ = ["FORMATS", "CheckpointBundle", "detect_format", "load_checkpoint", "load_encoder", "init_from_checkpoint",
-           "save_bertkit_checkpoint", "convert_to_bertkit"]
+           "save_bertkit_checkpoint", "convert_to_bertkit", "read_objects", "model_dir_defaults", "write_vocab"]

@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 import bertkit_errors
+from modeling import checkpoints
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "bertkit_export.json"
@@ -494,11 +495,9 @@ def _bertkit_prefix(init_checkpoint):
 
 
 def _restore(init_checkpoint, prefix, **objects):
-    """tf.train.Checkpoint(**objects).restore(prefix), every existing variable matched, or a one-line UserError."""
+    """checkpoints.read_objects(prefix, **objects): every existing variable matched, or a one-line UserError."""
     try:
-        status = tf.train.Checkpoint(**objects).restore(prefix)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
+        checkpoints.read_objects(prefix, **objects)
     except (AssertionError, ValueError) as e:
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise bertkit_errors.UserError(
@@ -539,9 +538,10 @@ def export_checkpoint(init_checkpoint, *, export_dir=None, bert_config_file=None
 
     init_checkpoint: a bertkit model directory (checkpoints + bert_config.json, vocab.txt, bertkit.json and, for a
     classifier, task_meta.json) or a checkpoint prefix inside one; other formats (original TF1 BERT, HuggingFace,
-    ...) through modeling.checkpoints when it is available (encoders only). Unset arguments default to the files of
-    the model directory. With a task_meta (argument, or task_meta.json in the model directory) a classifier is
-    exported (its checkpoint must hold `classifier_head`, and `branches` for FastBERT), otherwise an encoder.
+    ...) through modeling.checkpoints (encoders only; a HuggingFace vocabulary may be a tokenizer.json). Unset
+    arguments default to the files of the model directory. With a task_meta (argument, or task_meta.json in the model
+    directory) a classifier is exported (its checkpoint must hold `classifier_head`, and `branches` for FastBERT),
+    otherwise an encoder.
     pair=None: a sentence-pair task (text_a, text_b inputs) when task_meta says so (`_task_is_pair`)."""
     from modeling import ModelConfig, build_classifier, build_encoder
 
@@ -572,27 +572,23 @@ def export_checkpoint(init_checkpoint, *, export_dir=None, bert_config_file=None
 
     prefix, shapes = _bertkit_prefix(init_checkpoint)
     if prefix is None:
-        # Not a bertkit checkpoint: other formats through modeling.checkpoints (written separately; optional).
-        try:
-            from modeling import checkpoints
-            load_checkpoint = checkpoints.load_checkpoint
-        except (ImportError, AttributeError):
-            raise bertkit_errors.UserError(
-                f"--init_checkpoint={init_checkpoint}: not a bertkit checkpoint (no TF2 checkpoint with an 'encoder' "
-                "object), and modeling/checkpoints.py, which reads other formats, is not available") from None
+        # Not a bertkit checkpoint: other formats (TF1, HuggingFace, keras-hub) through modeling.checkpoints.
         if meta is not None:
             raise bertkit_errors.UserError(
                 f"--task_meta={task_meta}: a classifier export needs a bertkit checkpoint with a classifier_head; "
                 f"{init_checkpoint} is not one (export it as an encoder without --task_meta)")
         config = ModelConfig.from_json_file(bert_config_file) if bert_config_file else None
-        bundle = load_checkpoint(init_checkpoint, config=config, with_heads=False)
-        vocab_file = vocab_file or getattr(bundle, "vocab_file", None)
+        bundle = checkpoints.load_checkpoint(init_checkpoint, config=config, with_heads=False)
+        vocab_file = vocab_file or bundle.vocab_file
         if do_lower_case is None:
-            do_lower_case = getattr(bundle, "do_lower_case", None)
+            do_lower_case = bundle.do_lower_case
         if not vocab_file:
             raise bertkit_errors.UserError("--vocab_file: not given and the checkpoint has no vocabulary")
-        return export_encoder(bundle.encoder, vocab_file, True if do_lower_case is None else do_lower_case,
-                              int(max_seq_length), export_dir, pooling=pooling, l2_normalize=l2_normalize)
+        with tempfile.TemporaryDirectory() as tmp:
+            if os.path.basename(vocab_file) == checkpoints.TOKENIZER_JSON:  # as vocab.txt, for the SavedModel assets
+                vocab_file = checkpoints.write_vocab(vocab_file, os.path.join(tmp, "vocab.txt"))
+            return export_encoder(bundle.encoder, vocab_file, True if do_lower_case is None else do_lower_case,
+                                  int(max_seq_length), export_dir, pooling=pooling, l2_normalize=l2_normalize)
 
     if not bert_config_file:
         raise bertkit_errors.UserError(

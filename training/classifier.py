@@ -32,6 +32,7 @@ import numpy as np
 
 import bertkit_errors
 import bertkit_io
+from modeling import checkpoints
 
 BEST_DIR = "best"
 BEST_FILE = "best.json"
@@ -194,10 +195,8 @@ def restore_fit_dense(fit_dense, prefix):
     ours = sorted(tuple(v.shape) for v in fit_dense.variables)
     if not shapes or shapes != ours:
         return False
-    status = tf.train.Checkpoint(fit_dense=fit_dense).restore(prefix)
-    status.expect_partial()
     try:
-        status.assert_existing_objects_matched()
+        checkpoints.read_objects(prefix, fit_dense=fit_dense)
     except (AssertionError, ValueError):
         return False
     return True
@@ -273,32 +272,18 @@ def fastbert_speed_evaluation(setup, datasets, speeds, *, output_dir=None, globa
 # Model directories, task metadata, records
 # ----------------------------------------------------------------------------------------------------------------
 
-def model_dir_defaults(init_checkpoint):
-    """For an --init_checkpoint that is a bertkit model directory (or a checkpoint prefix inside one):
-    {"bert_config_file", "vocab_file", "do_lower_case", "task_meta", "model_dir"} for what it holds (missing keys
-    absent). {} for anything else."""
-    if not init_checkpoint:
-        return {}
-    model_dir = init_checkpoint if os.path.isdir(init_checkpoint) else os.path.dirname(init_checkpoint)
-    if not model_dir or not os.path.isdir(model_dir):
-        return {}
-    out = {"model_dir": model_dir}
-    path = os.path.join(model_dir, "bert_config.json")
-    if os.path.isfile(path):
-        out["bert_config_file"] = path
-    path = os.path.join(model_dir, "vocab.txt")
-    if os.path.isfile(path):
-        out["vocab_file"] = path
-    path = os.path.join(model_dir, "bertkit.json")
-    if os.path.isfile(path):
-        info = _read_json(path)
-        if isinstance(info.get("do_lower_case"), bool):
-            out["do_lower_case"] = info["do_lower_case"]
+def model_dir_defaults(init_checkpoint, vocab_dir=None):
+    """For an --init_checkpoint that is a model directory (or a checkpoint prefix inside one): bertkit, original TF1
+    or HuggingFace (see modeling.checkpoints.model_dir_defaults; a vocabulary only in tokenizer.json is written as
+    vocab.txt into `vocab_dir`): {"bert_config_file", "vocab_file", "do_lower_case", "task_meta", "model_dir"} for
+    what it holds (missing keys absent). {} for anything else."""
     from data import finetuning
 
-    meta = finetuning.read_task_meta(model_dir)
-    if meta is not None:
-        out["task_meta"] = meta
+    out = checkpoints.model_dir_defaults(init_checkpoint, vocab_dir=vocab_dir)
+    if out:
+        meta = finetuning.read_task_meta(out["model_dir"])
+        if meta is not None:
+            out["task_meta"] = meta
     return out
 
 
@@ -328,10 +313,8 @@ def restore_head(setup, prefix):
     names = [name for name, _ in tf.train.list_variables(prefix)]
     if not any(n.startswith("classifier_head/") for n in names):
         return False
-    status = tf.train.Checkpoint(classifier_head=setup.classifier.head).restore(prefix)
-    status.expect_partial()
     try:
-        status.assert_existing_objects_matched()
+        checkpoints.read_objects(prefix, classifier_head=setup.classifier.head)
     except (AssertionError, ValueError) as e:
         raise bertkit_errors.UserError(f"--init_checkpoint={prefix}: classifier head does not match "
                                        f"({str(e).splitlines()[0][:200]})") from None

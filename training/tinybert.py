@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from bertkit_errors import UserError
+from modeling import checkpoints
 from training import distillation
 
 
@@ -114,10 +115,8 @@ def load_teacher_classifier(model_dir, flag="teacher_checkpoint"):
     config = ModelConfig.from_json_file(config_file)
     num_labels = 1 if meta.get("is_regression") else len(meta.get("labels") or [])
     model = build_classifier(config, num_labels)
-    status = tf.train.Checkpoint(encoder=model.encoder, classifier_head=model.head).restore(prefix)
-    status.expect_partial()
     try:
-        status.assert_existing_objects_matched()
+        checkpoints.read_objects(prefix, encoder=model.encoder, classifier_head=model.head)
     except (AssertionError, ValueError) as e:
         raise UserError(f"{where}: checkpoint {prefix} does not match its bert_config.json / task_meta.json "
                         f"({str(e).splitlines()[0][:200]})") from None

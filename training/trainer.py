@@ -37,6 +37,7 @@ from absl import logging
 
 import bertkit_errors
 import bertkit_io
+from modeling import checkpoints
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -607,9 +608,7 @@ def restore_encoder_weights(encoder, path, name="encoder"):
         raise bertkit_errors.UserError(f"--init_checkpoint={path}: not a bertkit checkpoint (no '{name}' object)")
     problem = None
     try:
-        status = tf.train.Checkpoint(**{name: encoder}).restore(prefix)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
+        checkpoints.read_objects(prefix, **{name: encoder})
     except AssertionError as e:
         problem = f"checkpoint does not match the model config ({str(e).splitlines()[0][:300]})"
     except ValueError as e:
@@ -630,7 +629,6 @@ def restore_encoder_weights(encoder, path, name="encoder"):
 
 def _foreign_format(path):
     """The format name when `path` is a checkpoint modeling.checkpoints reads other than bertkit's, else None."""
-    from modeling import checkpoints
     try:
         fmt = checkpoints.detect_format(path)
     except bertkit_errors.UserError:
@@ -639,7 +637,6 @@ def _foreign_format(path):
 
 
 def _init_foreign(encoder, path):
-    from modeling import checkpoints
     what = checkpoints.init_from_checkpoint(encoder, path)
     logging.info("--init_checkpoint=%s: loaded %s", path, what)
     return path
