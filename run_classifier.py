@@ -381,6 +381,9 @@ def main(argv):
     def split_file(split):
         return os.path.join(records_dir, meta["splits"][split]["file"])
 
+    def num_records(split):
+        return meta["splits"][split].get("num_examples")
+
     used = (train_splits if FLAGS.do_train else []) + (dev_splits if FLAGS.do_eval else []) + (
         test_splits if FLAGS.do_predict else [])
     for split in used:
@@ -491,7 +494,8 @@ def main(argv):
     def evaluate_fn(step):
         return classifier_lib.evaluate(setup.predict_fn, eval_sets, task_name=processor.task_name,
                                        is_regression=is_regression, global_step=step,
-                                       output_dir=FLAGS.output_dir if is_chief else None)
+                                       output_dir=FLAGS.output_dir if is_chief else None,
+                                       totals={s: num_records(s) for s in eval_sets})
 
     if FLAGS.do_train:
         if FLAGS.distill_file:
@@ -555,7 +559,12 @@ def main(argv):
         if FLAGS.teacher_checkpoint and FLAGS.distill_stage == "intermediate":
             print("note: --distill_stage=intermediate does not train the student's classifier head; its dev metrics "
                   "mean nothing until the prediction stage")
-        results = evaluate_fn(global_step)
+        results = classifier_lib.known_eval_results(FLAGS.output_dir, global_step) if prefix and select_best else None
+        if results is not None:  # this checkpoint's dev set was evaluated (and logged) during training
+            print(f"eval: the results of step {global_step} from {classifier_lib.EVAL_HISTORY_FILE}: " + " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(results.items())))
+        else:
+            results = evaluate_fn(global_step)
         if fastbert_distill:
             speed_results, _ = classifier_lib.fastbert_speed_evaluation(
                 setup, eval_sets, speeds, output_dir=FLAGS.output_dir if is_chief else None, global_step=global_step)
@@ -568,7 +577,8 @@ def main(argv):
 
     if FLAGS.do_predict and is_chief:
         for split, dataset in datasets(test_splits, FLAGS.predict_batch_size).items():
-            outputs = classifier_lib.run_predictions(setup.predict_fn, dataset, description=f"predict {split}")
+            outputs = classifier_lib.run_predictions(setup.predict_fn, dataset, description=f"predict {split}",
+                                                     total=num_records(split))
             paths = classifier_lib.write_predictions(
                 FLAGS.output_dir, split, test_splits, outputs, labels=labels, is_regression=is_regression,
                 ids=classifier_lib.source_ids(meta, split, processor))

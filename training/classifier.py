@@ -33,6 +33,7 @@ import numpy as np
 import bertkit_errors
 import bertkit_io
 from modeling import checkpoints
+from training import progress as progress_lib
 
 BEST_DIR = "best"
 BEST_FILE = "best.json"
@@ -439,23 +440,33 @@ def source_ids(meta, split, processor=None):
 # Prediction and evaluation (any predict_fn)
 # ----------------------------------------------------------------------------------------------------------------
 
-def run_predictions(predict_fn, dataset, *, description="predict", print_fn=print):
+def run_predictions(predict_fn, dataset, *, description="predict", print_fn=print, total=None,
+                    progress_interval=progress_lib.DEFAULT_INTERVAL):
     """Run predict_fn over every batch of `dataset` (record batches). Returns numpy arrays: logits [N, C],
-    label_ids [N], is_real_example [N], example_index [N] (all records, padding included)."""
+    label_ids [N], is_real_example [N], example_index [N] (all records, padding included). On a terminal a progress
+    bar; otherwise a line every `progress_interval` seconds (`<description>: done/total examples (P%), E examples/s,
+    about M left`; `total`: the number of records, when known)."""
     logits, labels, real, index = [], [], [], []
-    progbar = None
+    progbar = progress = None
     start = time.perf_counter()
     if sys.stdout.isatty():
-        import keras
         progbar = keras.utils.Progbar(None, unit_name="batch")
+    else:
+        progress = progress_lib.Progress(description, total, interval=progress_interval, print_fn=print_fn)
+    done = 0
     for i, features in enumerate(dataset):
         out = np.asarray(predict_fn(features), dtype=np.float32)
         logits.append(out.reshape(out.shape[0], -1))
         labels.append(np.asarray(features["label_ids"]).reshape(-1))
         real.append(np.asarray(features["is_real_example"]).reshape(-1))
         index.append(np.asarray(features["example_index"]).reshape(-1))
+        done += logits[-1].shape[0]
         if progbar is not None:
             progbar.update(i + 1)
+        elif i == 0:
+            progress.start(done)  # the first batch includes tracing
+        else:
+            progress.update(done)
     n = sum(x.shape[0] for x in logits)
     print_fn(f"{description}: {n} examples in {time.perf_counter() - start:.1f}s")
     if not logits:
@@ -488,8 +499,10 @@ def eval_loss(logits, labels, mask, is_regression):
     return float(-np.mean(log_p[np.arange(y.shape[0]), y]))
 
 
-def evaluate(predict_fn, datasets, *, task_name, is_regression, global_step=None, output_dir=None, print_fn=print):
+def evaluate(predict_fn, datasets, *, task_name, is_regression, global_step=None, output_dir=None, print_fn=print,
+             totals=None, progress_interval=progress_lib.DEFAULT_INTERVAL):
     """Evaluate every dev split in `datasets` ({split: dataset}) on the whole split, padding examples excluded.
+    totals: {split: number of records} for the progress lines (run_predictions).
 
     Returns {metric: value} as training.metrics.compute_metrics names them, plus eval_loss (and global_step when
     given); with several splits (MNLI) every key is prefixed `<split>/`. TensorBoard scalars go to
@@ -499,7 +512,8 @@ def evaluate(predict_fn, datasets, *, task_name, is_regression, global_step=None
     results = {}
     prefix = len(datasets) > 1
     for split, dataset in datasets.items():
-        out = run_predictions(predict_fn, dataset, description=f"eval {split}", print_fn=print_fn)
+        out = run_predictions(predict_fn, dataset, description=f"eval {split}", print_fn=print_fn,
+                              total=(totals or {}).get(split), progress_interval=progress_interval)
         m = metrics_lib.compute_metrics(task_name, out["logits"][:, :1] if is_regression else out["logits"],
                                         out["label_ids"], mask=out["is_real_example"], is_regression=is_regression)
         m["eval_loss"] = eval_loss(out["logits"], out["label_ids"], out["is_real_example"], is_regression)
@@ -631,6 +645,13 @@ def _load_history(output_dir):
     return _read_json(path) if os.path.isfile(path) else {}
 
 
+def known_eval_results(output_dir, global_step):
+    """The dev results train_and_evaluate recorded for the checkpoint of `global_step` (eval_history.json), or None:
+    the final evaluation of that checkpoint reuses them instead of running the dev set (and logging it) again."""
+    results = _load_history(output_dir).get(str(int(global_step)))
+    return dict(results) if isinstance(results, dict) else None
+
+
 def _save_history(output_dir, history):
     with bertkit_io.atomic_write(os.path.join(output_dir, EVAL_HISTORY_FILE)) as f:
         json.dump(history, f, indent=2, sort_keys=True)
@@ -657,11 +678,13 @@ def epoch_end_steps(num_examples, batch_size, num_epochs):
 
 def train_and_evaluate(trainer, dataset_fn, *, strategy, output_dir, epoch_ends, steps_per_checkpoint,
                        iterations_per_loop, checkpoint_items, examples_per_step, evaluate_fn=None, best=None,
-                       init_fn=None, max_checkpoints_to_keep=5, hparams=None, is_chief=True, print_fn=print):
+                       init_fn=None, max_checkpoints_to_keep=5, hparams=None, is_chief=True, print_fn=print,
+                       progress_interval=progress_lib.DEFAULT_INTERVAL):
     """Train epoch by epoch (trainer.run_training to each epoch's end step, so a checkpoint is written every
     steps_per_checkpoint steps and at each epoch end); after each epoch `evaluate_fn(global_step) -> results`
     (when given) and `best.update`. Resumable: a rerun skips finished epochs and does not re-evaluate epochs
-    recorded in eval_history.json. Returns {"global_step", "trained_steps", "examples_per_second"}."""
+    recorded in eval_history.json. Progress lines count to the last epoch's end step. Returns {"global_step",
+    "trained_steps", "examples_per_second"}."""
     import tensorflow as tf
 
     from training import trainer as trainer_lib
@@ -681,7 +704,8 @@ def train_and_evaluate(trainer, dataset_fn, *, strategy, output_dir, epoch_ends,
             trainer, dataset_fn, strategy=strategy, output_dir=output_dir, num_train_steps=end,
             steps_per_checkpoint=steps_per_checkpoint, checkpoint_items=checkpoint_items,
             examples_per_step=examples_per_step, init_fn=init_fn, max_checkpoints_to_keep=max_checkpoints_to_keep,
-            hparams=hparams if epoch == 1 else None, print_fn=print_fn)
+            hparams=hparams if epoch == 1 else None, print_fn=print_fn, total_steps=epoch_ends[-1],
+            progress_interval=progress_interval)
         if start_step is None:
             start_step = result["initial_step"]
         if result.get("examples_per_second"):
@@ -710,4 +734,5 @@ __all__ = [
     "processor_from_meta", "task_is_pair", "splits_of_kind", "prepare_records", "check_labels_match", "source_ids",
     "run_predictions", "softmax", "eval_loss", "evaluate", "main_metric_key", "prediction_file_names",
     "write_predictions", "BestCheckpoint", "num_train_steps_for", "epoch_end_steps", "train_and_evaluate",
+    "known_eval_results",
 ]

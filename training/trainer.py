@@ -38,6 +38,7 @@ from absl import logging
 import bertkit_errors
 import bertkit_io
 from modeling import checkpoints
+from training import progress as progress_lib
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -346,13 +347,14 @@ def _as_float(value):
 
 
 class _StepCallback(keras.callbacks.Callback):
-    """Checkpoints on global-step boundaries, stops at num_train_steps, logs and writes summaries.
+    """Checkpoints on global-step boundaries, stops at num_train_steps, logs and writes summaries, and feeds the
+    progress lines (`progress`, a training.progress.Progress in steps).
 
     Works on the global step (not Keras' epoch/batch counters), so resumed runs continue the same curves.
     """
 
     def __init__(self, trainer, manager, num_train_steps, steps_per_checkpoint, examples_per_step, writer,
-                 log_every_n_steps, is_chief, print_fn):
+                 log_every_n_steps, is_chief, print_fn, progress=None):
         super().__init__()
         self.trainer = trainer
         self.manager = manager
@@ -363,6 +365,7 @@ class _StepCallback(keras.callbacks.Callback):
         self.log_every_n_steps = log_every_n_steps
         self.is_chief = is_chief
         self.print_fn = print_fn
+        self.progress = progress
         self.last_saved = None
         self.history = []          # (global_step, logs dict of floats) at each log point
         self.throughput = []       # examples/s per log interval, the first (tracing) interval excluded
@@ -387,6 +390,8 @@ class _StepCallback(keras.callbacks.Callback):
             self._last_log_step = step
             self._last_log_time = now
             first = True
+            if self.progress is not None:
+                self.progress.start(step)
         else:
             first = False
         done = step >= self.num_train_steps
@@ -402,6 +407,8 @@ class _StepCallback(keras.callbacks.Callback):
             self._last_log_step, self._last_log_time = step, now
         elif first:  # the first execution's values (no examples/s: it includes tracing)
             self._write(step, logs, None)
+        if self.progress is not None and not done:
+            self.progress.update(step)
         if done:
             self.model.stop_training = True
 
@@ -463,7 +470,8 @@ def write_hparams(log_dir, hparams):
 
 def run_training(trainer, dataset_fn, *, strategy, output_dir, num_train_steps, steps_per_checkpoint,
                  checkpoint_items, examples_per_step, init_fn=None, max_checkpoints_to_keep=5,
-                 log_every_n_steps=None, hparams=None, callbacks=(), print_fn=print):
+                 log_every_n_steps=None, hparams=None, callbacks=(), print_fn=print, total_steps=None,
+                 progress_interval=progress_lib.DEFAULT_INTERVAL):
     """Train `trainer` (a compiled TrainerModel) to `num_train_steps`, resuming from `output_dir`'s newest checkpoint.
 
     Args:
@@ -475,6 +483,10 @@ def run_training(trainer, dataset_fn, *, strategy, output_dir, num_train_steps, 
       init_fn: called once when no checkpoint exists (e.g. load --init_checkpoint into the encoder).
       log_every_n_steps: log/summary interval in steps (default: the checkpoint interval / 10, at least 1 execution).
       hparams: dict written once as TensorBoard hparams + text (chief only).
+      total_steps: the step count progress lines count to (default num_train_steps; train_and_evaluate trains to
+        each epoch's end but reports against the last).
+      progress_interval: seconds between progress lines (`train: S/T steps (P%), E examples/s, about M left`),
+        printed also while one execution of many steps (steps_per_execution) runs.
     Returns a dict: global_step, initial_step, resumed (bool), history [(step, logs)], examples_per_second (mean of
     the log intervals after the first execution, or None), checkpoint (path of the last one).
     Non-chief workers of a multi-worker strategy write checkpoints/summaries under `write_dir_for(...)`.
@@ -521,13 +533,17 @@ def run_training(trainer, dataset_fn, *, strategy, output_dir, num_train_steps, 
     if hparams and is_chief:
         write_hparams(log_dir, hparams)
     writer = tf.summary.create_file_writer(log_dir)
+    progress = progress_lib.Progress("train", total_steps or num_train_steps, unit="steps",
+                                     per_unit=examples_per_step, interval=progress_interval, print_fn=print_fn)
     step_cb = _StepCallback(trainer, manager, num_train_steps, steps_per_checkpoint, examples_per_step, writer,
-                            log_every_n_steps, is_chief, print_fn)
+                            log_every_n_steps, is_chief, print_fn, progress=progress)
     dataset = strategy.distribute_datasets_from_function(dataset_fn)
     epochs = math.ceil(num_train_steps / steps_per_checkpoint)
     initial_epoch = initial_step // steps_per_checkpoint
-    trainer.fit(dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_checkpoint,
-                callbacks=[step_cb, *callbacks], verbose=0, shuffle=False)
+    # Callbacks run between executions only (steps_per_execution steps each): a thread prints the lines meanwhile.
+    with progress_lib.Ticker(lambda: progress.poll(step_cb._step), period=min(1.0, max(0.05, progress_interval / 4))):
+        trainer.fit(dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_checkpoint,
+                    callbacks=[step_cb, *callbacks], verbose=0, shuffle=False)
     writer.flush()
     writer.close()
     result["global_step"] = int(trainer.global_step.numpy())

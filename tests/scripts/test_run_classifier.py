@@ -1,6 +1,7 @@
 """run_classifier.py in-process (absl FLAGS parsing + main) with a tiny BERT on the GLUE fixtures and a custom 3-class
 task: metric keys per task, best checkpoint, resume, predictions equal to the in-memory model's, init from a
 run_pretraining-style checkpoint, export, and one-line errors (one subprocess)."""
+import glob
 import json
 import os
 import subprocess
@@ -96,6 +97,30 @@ def test_mrpc_trains_evaluates_and_writes_model_dir(mrpc):
     assert [r[0] for r in rows] == ["0", "1"]
     for r, p in zip(rows, probs):
         assert r[1] == str(int(np.argmax(p))) and abs(float(r[2]) - p.max()) < 1e-6
+
+
+def test_mrpc_final_evaluation_reuses_the_best_checkpoints_results(mrpc):
+    """The dev set is evaluated once per epoch, not again at the end; eval_results.txt holds the best checkpoint's
+    results as recorded then, and the TensorBoard eval curve has one point per step, in order."""
+    import re
+
+    import tensorflow as tf
+
+    from training.trainer import read_eval_results
+
+    out, _, log = mrpc
+    best = json.load(open(os.path.join(out, "best", "best.json")))
+    assert len(re.findall(r"^eval dev: \d+ examples", log, re.M)) == 2  # after epochs 1 and 2 only
+    assert f"eval: the results of step {best['step']} from eval_history.json" in log
+    history = json.load(open(os.path.join(out, "eval_history.json")))
+    results = read_eval_results(os.path.join(out, "eval_results.txt"))
+    assert results == {k: float(v) for k, v in history[str(best["step"])].items()}
+    assert {"num_examples", "global_step", "f1", "accuracy", "eval_loss"} <= set(results)
+    steps = []
+    for path in sorted(glob.glob(os.path.join(out, "logs", "eval", "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            steps += [event.step for v in event.summary.value if v.tag == "eval_loss"]
+    assert steps == [2, 3]
 
 
 def test_mrpc_rerun_resumes_without_training(mrpc):
