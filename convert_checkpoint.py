@@ -2,7 +2,10 @@
 
 Reads any format modeling.checkpoints knows, detected from the path: original Google TF1 BERT/ALBERT checkpoints
 (bert_model.ckpt with bert_config.json / albert_config.json and vocab.txt beside it), HuggingFace directories
-(config.json + model.safetensors), keras-hub BertBackbone presets, and bertkit checkpoints.
+(config.json + model.safetensors; the vocabulary from vocab.txt or, without one, from a BERT WordPiece tokenizer.json,
+lower-casing from tokenizer.json / tokenizer_config.json), keras-hub BertBackbone presets, and bertkit checkpoints.
+The output restores wherever a checkpoint is taken (run_classifier.py / run_pretraining.py --init_checkpoint or
+--teacher_checkpoint, export_model.py), which then need no --bert_config_file, --vocab_file or --do_lower_case.
 
     python convert_checkpoint.py --input_checkpoint=uncased_L-12_H-768_A-12/bert_model.ckpt --output_dir=bert_base
 """
@@ -14,7 +17,8 @@ flags.DEFINE_string("input_checkpoint", None, "Checkpoint prefix or model direct
 flags.DEFINE_string("output_dir", None, "Where to write the bertkit model directory.")
 flags.DEFINE_string("bert_config_file", None, "Model config, for TF1 checkpoints without one beside them "
                     "(overrides the one found there).")
-flags.DEFINE_string("vocab_file", None, "Vocabulary to copy (default: the one beside the checkpoint).")
+flags.DEFINE_string("vocab_file", None, "Vocabulary to copy (default: the one beside the checkpoint, or the "
+                    "vocabulary of a HuggingFace tokenizer.json).")
 flags.DEFINE_bool("do_lower_case", None, "Recorded in bertkit.json (default: from the source when it says).")
 FLAGS = flags.FLAGS
 
