@@ -537,15 +537,14 @@ def _keras_hub_tokenizer_info(path):
 
 def _hf_tokenizer_info(path):
     """(vocabulary source, do_lower_case) of a HuggingFace directory: vocab.txt, else tokenizer.json (a vocab source
-    for write_vocab); lower-casing from tokenizer.json's BertNormalizer, else tokenizer_config.json."""
+    for write_vocab, which checks it is a BERT WordPiece tokenizer); lower-casing from tokenizer.json's
+    BertNormalizer, else tokenizer_config.json."""
     vocab = _find_vocab(path)
     tok = os.path.join(path, TOKENIZER_JSON)
     if vocab is None and os.path.isfile(tok):
         vocab = tok
     lower = None
-    if vocab == tok:
-        lower = _wordpiece_tokenizer_json(tok)[1].get("lowercase")
-    elif os.path.isfile(tok):
+    if os.path.isfile(tok):
         d = _read_json(tok, tok)
         normalizer = d.get("normalizer") if isinstance(d, dict) else None
         if isinstance(normalizer, dict) and normalizer.get("type") == "BertNormalizer":
@@ -832,6 +831,8 @@ def convert_to_bertkit(input_checkpoint, output_dir, bert_config_file=None, voca
     config = ModelConfig.from_json_file(bert_config_file) if bert_config_file else None
     bundle = load_checkpoint(input_checkpoint, config=config, with_heads=True, flag="input_checkpoint")
     vocab = vocab_file or bundle.vocab_file
+    if vocab and os.path.basename(vocab) == TOKENIZER_JSON:
+        _wordpiece_tokenizer_json(vocab)  # refused before anything is written
     if vocab is None:
         logging.warning("%s: no vocabulary found beside the checkpoint and no --vocab_file: none written", src)
     lower = bundle.do_lower_case if do_lower_case is None else bool(do_lower_case)
