@@ -13,6 +13,7 @@ transformers = pytest.importorskip("transformers")
 import bertkit_errors  # noqa: E402
 from modeling import ModelConfig, build_encoder, checkpoints  # noqa: E402
 from modeling.heads import MaskedLMHead, SentencePairHead  # noqa: E402
+from training import classifier  # noqa: E402
 
 B, T, V = 3, 11, 97
 SMALL = dict(vocab_size=V, hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=80,
@@ -381,3 +382,20 @@ def test_bertkit_checkpoint_with_optimizer_loads(tmp_path):
     loaded = checkpoints.load_encoder(str(tmp_path))
     feats = _feats()
     np.testing.assert_array_equal(loaded(feats)["sequence_output"].numpy(), encoder(feats)["sequence_output"].numpy())
+
+
+def test_model_dir_defaults_of_a_google_directory(tmp_path):
+    """An original TF1 directory: bert_config.json, vocab.txt and, as the original repository reads it, the case
+    from the directory name (the defaults every script applies to unset flags)."""
+    d = tmp_path / "uncased_L-2_H-32_A-2"
+    d.mkdir()
+    for name in ("bert_config.json", "vocab.txt", "bert_model.ckpt.index"):
+        (d / name).write_text("{}")
+    expected = {"model_dir": str(d), "bert_config_file": str(d / "bert_config.json"),
+                "vocab_file": str(d / "vocab.txt"), "do_lower_case": True}
+    assert checkpoints.model_dir_defaults(str(d)) == expected
+    assert classifier.model_dir_defaults(str(d / "bert_model.ckpt")) == dict(expected, model_dir=str(d))
+    cased = tmp_path / "cased_L-12_H-768_A-12"
+    cased.mkdir()
+    (cased / "bert_config.json").write_text("{}")
+    assert checkpoints.model_dir_defaults(str(cased))["do_lower_case"] is False
