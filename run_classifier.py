@@ -323,7 +323,7 @@ def main(argv):
     from modeling import ModelConfig
 
     config = ModelConfig.from_json_file(FLAGS.bert_config_file)
-    bertkit_io.ensure_writable_dir(FLAGS.output_dir)
+    bertkit_io.check_output_dir(FLAGS.output_dir)
 
     from training import distribution
 
@@ -334,6 +334,7 @@ def main(argv):
     import tensorflow as tf
 
     from data import finetuning, pipeline, processors
+    from modeling import checkpoints
     from training import optimization
     from training import trainer as trainer_lib
 
@@ -533,7 +534,7 @@ def main(argv):
     best_prefix = best.prefix() if select_best else None
     prefix = best_prefix or tf.train.latest_checkpoint(FLAGS.output_dir)
     if prefix:
-        model_ckpt.restore(prefix).expect_partial()
+        checkpoints.restore_checked(model_ckpt, prefix).expect_partial()
         global_step = int(prefix.rsplit("-", 1)[-1]) if prefix.rsplit("-", 1)[-1].isdigit() else 0
         which = "best" if prefix == best_prefix else "latest"
         print(f"using the {which} checkpoint {prefix}")

@@ -230,12 +230,12 @@ def main(argv):
     import tensorflow as tf
 
     from data import pipeline
-    from modeling import build_pretraining_model
+    from modeling import build_pretraining_model, checkpoints
     from training import optimization
     from training import trainer as trainer_lib
 
     is_chief = distribution.is_chief(strategy)
-    bertkit_io.ensure_writable_dir(FLAGS.output_dir)
+    bertkit_io.check_output_dir(FLAGS.output_dir)
     if FLAGS.seed is not None:
         keras.utils.set_random_seed(FLAGS.seed)
     keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
@@ -333,7 +333,7 @@ def main(argv):
             trainer.build_for(eval_dataset_fn(tf.distribute.InputContext()).element_spec)
         latest = tf.train.latest_checkpoint(FLAGS.output_dir)
         if latest:
-            tf.train.Checkpoint(**items).restore(latest).expect_partial()
+            checkpoints.restore_checked(tf.train.Checkpoint(**items), latest).expect_partial()
             print(f"evaluating {latest}")
         elif FLAGS.init_checkpoint:
             init_fn()

@@ -229,7 +229,7 @@ def _object_graph(prefix):
     if not reader.has_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"):
         return None
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    graph.ParseFromString(read_tensor(reader, "_CHECKPOINTABLE_OBJECT_GRAPH", prefix))
     return graph
 
 
@@ -249,6 +249,35 @@ def _key_for(graph, path):
         if attr.name == "VARIABLE_VALUE":
             return attr.checkpoint_key
     return None
+
+
+# What reading a damaged or truncated checkpoint raises (a short data file: IndexError "Read less bytes than
+# requested"; a cut index file: DataLossError; a missing shard: NotFoundError).
+DAMAGED_CHECKPOINT_ERRORS = (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.NotFoundError)
+
+
+def damaged_checkpoint_error(prefix, error):
+    """The UserError for a checkpoint that cannot be read: names the prefix and the reader's first message line."""
+    text = (getattr(error, "message", None) or str(error) or type(error).__name__).strip().splitlines()
+    detail = text[0][:200] if text else type(error).__name__
+    return bertkit_errors.UserError(f"{prefix}: checkpoint is damaged or truncated ({detail})")
+
+
+def read_tensor(reader, key, prefix):
+    """reader.get_tensor(key), a UserError naming the checkpoint when its files are damaged or cut short."""
+    try:
+        return reader.get_tensor(key)
+    except DAMAGED_CHECKPOINT_ERRORS as e:
+        raise damaged_checkpoint_error(prefix, e) from None
+
+
+def restore_checked(checkpoint, prefix):
+    """checkpoint.restore(prefix) (a tf.train.Checkpoint); a UserError naming the checkpoint when its files are
+    damaged or cut short. Returns the restore status."""
+    try:
+        return checkpoint.restore(prefix)
+    except DAMAGED_CHECKPOINT_ERRORS as e:
+        raise damaged_checkpoint_error(prefix, e) from None
 
 
 def _restore_bertkit(prefix, items, src, required=("encoder",)):
@@ -284,7 +313,7 @@ def _restore_bertkit(prefix, items, src, required=("encoder",)):
         done.append(name)
     reader = tf.train.load_checkpoint(prefix)
     for key, var in plan:
-        var.assign(tf.cast(reader.get_tensor(key), var.dtype))
+        var.assign(tf.cast(read_tensor(reader, key, prefix), var.dtype))
     return done
 
 
@@ -384,7 +413,7 @@ def _tf1_state(prefix, config, src, want_mlm, want_nsp):
     reader = tf.train.load_checkpoint(prefix)
     state = {}
     for name, key, _, transpose in rows:
-        value = np.asarray(reader.get_tensor(name), dtype=np.float32)
+        value = np.asarray(read_tensor(reader, name, prefix), dtype=np.float32)
         state[key] = value.T if transpose else value
     if config.model_type == "albert" and config.num_hidden_groups > 0:
         extra = [n for n in shapes if n.startswith(f"bert/encoder/transformer/group_{config.num_hidden_groups}/")]

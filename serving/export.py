@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 import bertkit_errors
+import bertkit_io
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "bertkit_export.json"
@@ -97,9 +98,14 @@ def _staging_dir(export_base):
         os.makedirs(export_base, exist_ok=True)
     except OSError as e:
         raise bertkit_errors.UserError(f"--export_dir={export_base}: cannot create directory ({e.strerror})") from None
-    tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=export_base)
+    bertkit_io.remove_stale_temps(export_base, "export")  # staging folders of killed exports
+    tmp = tempfile.mkdtemp(prefix=f".tmp-export-{os.getpid()}-", dir=export_base)
     try:
         yield tmp
+    except BaseException as e:
+        if bertkit_io.is_no_space(e):
+            raise bertkit_errors.UserError(f"--export_dir={export_base}: no space left on device") from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -495,8 +501,10 @@ def _bertkit_prefix(init_checkpoint):
 
 def _restore(init_checkpoint, prefix, **objects):
     """tf.train.Checkpoint(**objects).restore(prefix), every existing variable matched, or a one-line UserError."""
+    from modeling import checkpoints
+
     try:
-        status = tf.train.Checkpoint(**objects).restore(prefix)
+        status = checkpoints.restore_checked(tf.train.Checkpoint(**objects), prefix)
         status.expect_partial()
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
