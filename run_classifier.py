@@ -383,6 +383,12 @@ def main(argv):
         if not os.path.isfile(split_file(split)):
             raise _err(f"{split_file(split)}: no such file (named in {records_dir}/task_meta.json)")
     pipeline.check_finetuning_records([split_file(s) for s in used], FLAGS.max_seq_length)
+    # Before training: a vocabulary or records the model's embeddings cannot hold, damaged or shortened files.
+    pipeline.check_vocab_fits(FLAGS.vocab_file, config.vocab_size, FLAGS.bert_config_file)
+    pipeline.check_records_integrity(
+        [split_file(s) for s in used],
+        {split_file(s): (meta["splits"][s].get("num_examples"), os.path.join(records_dir, finetuning.META_FILE))
+         for s in used}, config.vocab_size, config.type_vocab_size, FLAGS.bert_config_file)
 
     teacher_meta = None
     if FLAGS.teacher_checkpoint:

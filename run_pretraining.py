@@ -248,6 +248,11 @@ def main(argv):
     for files in (train_files, eval_files):
         if files:
             pipeline.check_pretraining_records(files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq)
+    # Before training: a vocabulary or records the model's embeddings cannot hold, damaged or shortened files.
+    pipeline.check_vocab_fits(FLAGS.vocab_file, config.vocab_size, FLAGS.bert_config_file)
+    all_files = list(dict.fromkeys(train_files + eval_files))
+    pipeline.check_records_integrity(all_files, pipeline.summary_record_counts(all_files), config.vocab_size,
+                                     config.type_vocab_size, FLAGS.bert_config_file)
     sentence_task = _sentence_task(train_files or eval_files)
     masker = _dynamic_masker(config) if FLAGS.dynamic_masking else None
     num_replicas = strategy.num_replicas_in_sync
