@@ -1,4 +1,5 @@
 """User-facing errors: one clear line naming the file, line or flag, and a non-zero exit."""
+import logging
 import sys
 
 from absl import flags
@@ -19,6 +20,24 @@ def parse_flags(argv):
         sys.exit(1)
 
 
+# What tf.train.Checkpoint logs (once per variable, ~110 lines for a BERT) when a failed restore is garbage-collected.
+_UNRESTORED_WARNINGS = ("Value in checkpoint could not be found in the restored object",
+                        "Detecting that an object or model or tf.train.Checkpoint is being deleted with unrestored values")
+
+
+class _DropUnrestoredWarnings(logging.Filter):
+    def filter(self, record):
+        return not str(record.msg).startswith(_UNRESTORED_WARNINGS)
+
+
+def silence_unrestored_checkpoint_warnings():
+    """Drop tf.train.Checkpoint's deferred-restore warnings from here on (the `tensorflow` logger), for a run ending on
+    a user error: a restore that failed (a shape mismatch) would otherwise bury the error line under them at exit."""
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _DropUnrestoredWarnings) for f in logger.filters):
+        logger.addFilter(_DropUnrestoredWarnings())
+
+
 def run_main(main):
     """Run an absl `main`, turning a UserError into `error: <message>` on stderr and exit status 1."""
     from absl import app
@@ -27,6 +46,7 @@ def run_main(main):
         try:
             return main(argv)
         except UserError as e:
+            silence_unrestored_checkpoint_warnings()
             print(f"error: {e}", file=sys.stderr, flush=True)
             sys.exit(1)
 
