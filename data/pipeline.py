@@ -117,6 +117,17 @@ def _damage_message(error):
     return (text.strip().splitlines() or ["damaged"])[0][:200]
 
 
+def _readable_records(path):
+    """How many records of a damaged file can be read before the damage."""
+    count = 0
+    try:
+        for _ in tf.data.TFRecordDataset(path, compression_type=compression_type(path)):
+            count += 1
+    except tf.errors.OpError:
+        pass
+    return count
+
+
 def scan_records(path, batch_size=1024):
     """Read a TFRecord file through: {"count", "max_input_id", "max_segment_id"} (None when the records lack the
     feature). UserError naming the file (and the byte offset) when a record is damaged."""
@@ -136,7 +147,8 @@ def scan_records(path, batch_size=1024):
             max_id, max_seg = max(max_id, int(a)), max(max_seg, int(b))
     except tf.errors.DataLossError as e:
         raise bertkit_errors.UserError(
-            f"{path}: damaged TFRecord file ({_damage_message(e)}, after {count} readable records)") from None
+            f"{path}: damaged TFRecord file ({_damage_message(e)}, after {_readable_records(path)} readable "
+            "records)") from None
     except tf.errors.InvalidArgumentError as e:
         raise bertkit_errors.UserError(
             f"{path}: a record is not a tf.train.Example ({_damage_message(e)})") from None

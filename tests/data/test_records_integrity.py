@@ -35,7 +35,18 @@ def test_corrupted_record_names_file_and_offset(tmp_path):
         f.seek(os.path.getsize(path) // 2)
         f.write(b"\xff\xff\xff\xff")
     with pytest.raises(bertkit_errors.UserError,
-                       match=r"dev.tf_record: damaged TFRecord file \(corrupted record at byte offset \d+"):
+                       match=r"dev.tf_record: damaged TFRecord file \(corrupted record at byte offset \d+, "
+                             r"after \d+ readable records\)"):
+        pipeline.check_records_integrity([path])
+
+
+def test_file_cut_mid_record_names_file_and_offset(tmp_path):
+    path = _write(tmp_path / "dev.tf_record", n=3)
+    first = next(iter(tf.data.TFRecordDataset(path))).numpy()
+    with open(path, "r+b") as f:
+        f.truncate(16 + len(first) + 20)  # past the second record's header, into its data
+    with pytest.raises(bertkit_errors.UserError, match=r"dev.tf_record: damaged TFRecord file \(truncated record at "
+                                                       rf"byte offset {16 + len(first)}, after 1 readable records\)"):
         pipeline.check_records_integrity([path])
 
 
