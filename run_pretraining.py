@@ -326,11 +326,13 @@ def main(argv):
             hparams.update({k: getattr(FLAGS, k) for k in (
                 "teacher_config_file", "teacher_checkpoint", "layer_mapping", "attention_loss", "temperature",
                 "distill_mlm")})
-        result = trainer_lib.run_training(
-            trainer, train_dataset_fn, strategy=strategy, output_dir=FLAGS.output_dir,
-            num_train_steps=FLAGS.num_train_steps, steps_per_checkpoint=FLAGS.save_checkpoints_steps,
-            checkpoint_items=items, examples_per_step=FLAGS.train_batch_size, init_fn=init_fn,
-            max_checkpoints_to_keep=FLAGS.keep_checkpoint_max, log_every_n_steps=FLAGS.log_steps, hparams=hparams)
+        with pipeline.damaged_records_named(train_files):
+            result = trainer_lib.run_training(
+                trainer, train_dataset_fn, strategy=strategy, output_dir=FLAGS.output_dir,
+                num_train_steps=FLAGS.num_train_steps, steps_per_checkpoint=FLAGS.save_checkpoints_steps,
+                checkpoint_items=items, examples_per_step=FLAGS.train_batch_size, init_fn=init_fn,
+                max_checkpoints_to_keep=FLAGS.keep_checkpoint_max, log_every_n_steps=FLAGS.log_steps,
+                hparams=hparams)
         print(f"training done: global_step={result['global_step']}"
               + (f" examples/s={result['examples_per_second']:.1f}" if result["examples_per_second"] else ""))
     else:
@@ -347,8 +349,9 @@ def main(argv):
                                            "(and no --init_checkpoint)")
 
     if FLAGS.do_eval:
-        results = trainer_lib.run_evaluation(trainer, eval_dataset_fn, strategy=strategy, steps=FLAGS.max_eval_steps,
-                                             output_dir=FLAGS.output_dir)
+        with pipeline.damaged_records_named(eval_files):
+            results = trainer_lib.run_evaluation(trainer, eval_dataset_fn, strategy=strategy,
+                                                 steps=FLAGS.max_eval_steps, output_dir=FLAGS.output_dir)
         if is_chief:
             trainer_lib.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), results)
 

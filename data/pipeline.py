@@ -9,6 +9,7 @@ Feature shapes are the stored ones: `input_ids` `input_mask` `segment_ids` [B, T
 `masked_lm_ids` [B, P] int32, `masked_lm_weights` [B, P] float32; `next_sentence_labels` [B, 1];
 fine-tuning `label_ids` `is_real_example` `example_index` [B, 1].
 """
+import contextlib
 import glob
 import json
 import os
@@ -154,6 +155,20 @@ def scan_records(path, batch_size=1024):
             f"{path}: a record is not a tf.train.Example ({_damage_message(e)})") from None
     return {"count": count, "max_input_id": max_id if max_id >= 0 else None,
             "max_segment_id": max_seg if max_seg >= 0 else None}
+
+
+@contextlib.contextmanager
+def damaged_records_named(files):
+    """Around training / evaluation on files too large to read through first: a DataLossError from the input
+    pipeline becomes a UserError naming the damaged file (found by reading the files through) and the offset."""
+    try:
+        yield
+    except tf.errors.DataLossError as e:
+        for path in files:
+            scan_records(path)  # raises the UserError naming the file
+        raise bertkit_errors.UserError(
+            f"{', '.join(files[:3])}{' ...' if len(files) > 3 else ''}: damaged TFRecord data "
+            f"({_damage_message(e)})") from None
 
 
 def summary_record_counts(files):

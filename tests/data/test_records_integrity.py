@@ -89,3 +89,15 @@ def test_vocab_longer_than_vocab_size(tmp_path):
     with pytest.raises(bertkit_errors.UserError,
                        match=r"--vocab_file=.*vocab.txt: 12 tokens, more than vocab_size 10 in cfg.json"):
         pipeline.check_vocab_fits(str(vocab), 10, "cfg.json")
+
+
+def test_damage_found_mid_run_names_the_file(tmp_path):
+    good = _write(tmp_path / "a.tf_record")
+    bad = _write(tmp_path / "b.tf_record")
+    with open(bad, "r+b") as f:
+        f.seek(os.path.getsize(bad) // 2)
+        f.write(b"\xff\xff\xff\xff")
+    with pytest.raises(bertkit_errors.UserError, match=r"b.tf_record: damaged TFRecord file \(corrupted record"):
+        with pipeline.damaged_records_named([good, bad]):
+            for _ in tf.data.TFRecordDataset([good, bad]):
+                pass
