@@ -434,13 +434,14 @@ class _StepCallback(keras.callbacks.Callback):
 # ----------------------------------------------------------------------------------------------------------------
 
 def checkpoint_prefixes(directory):
-    """The checkpoints the `checkpoint` state file of `directory` lists, newest first."""
+    """The checkpoints the `checkpoint` state file of `directory` lists and whose index file exists (as
+    tf.train.latest_checkpoint requires), newest first."""
     state = tf.train.get_checkpoint_state(directory)
     if state is None or not state.model_checkpoint_path:
         return []
     paths = [state.model_checkpoint_path] + list(reversed(state.all_model_checkpoint_paths))
     paths = [p if os.path.isabs(p) else os.path.join(directory, p) for p in paths]
-    return list(dict.fromkeys(paths))
+    return [p for p in dict.fromkeys(paths) if tf.io.gfile.exists(p + ".index")]
 
 
 def restore_newest_readable(checkpoint, directory, print_fn=print):
