@@ -17,6 +17,7 @@ import os
 from absl import flags
 
 import bertkit_errors
+import bertkit_io
 
 flags.DEFINE_string("input_file", None, "The task's training file (.tsv or .csv with a header, or .jsonl).")
 flags.DEFINE_string("output_file", None, "Where to write the augmented file (same format).")
@@ -52,6 +53,7 @@ def main(argv):
         raise bertkit_errors.UserError(f"--num_aug={FLAGS.num_aug}: must not be negative")
     if not 0.0 <= FLAGS.replace_prob <= 1.0:
         raise bertkit_errors.UserError(f"--replace_prob={FLAGS.replace_prob}: must be in [0, 1]")
+    bertkit_io.check_output_file(FLAGS.output_file, "output_file")
     augmentation.read_table(FLAGS.input_file, FLAGS.text_column)  # header errors before the model is loaded
 
     from training import tinybert

@@ -36,6 +36,10 @@ def resolve_inputs(patterns):
         matches = sorted(glob.glob(pattern))
         if not matches:
             raise bertkit_errors.UserError(f"--input_file: no file matches {pattern!r}")
+        dirs = [m for m in matches if os.path.isdir(m)]
+        if dirs and len(dirs) == len(matches):
+            raise bertkit_errors.UserError(
+                f"--input_file={pattern}: {dirs[0]} is a directory; name the files (e.g. {dirs[0]}/*.txt)")
         files.extend(m for m in matches if os.path.isfile(m))
     if not files:
         raise bertkit_errors.UserError("--input_file: no input files given")
@@ -92,8 +96,7 @@ def build_vocab(files, vocab_size, do_lower_case=True, num_unused=0, reserved_to
 
 def main(argv):
     del argv
-    if not FLAGS.output_file:
-        raise bertkit_errors.UserError("--output_file is required")
+    bertkit_io.check_output_file(FLAGS.output_file, "output_file")  # before the learning, which takes a while
     files = resolve_inputs(FLAGS.input_file)
     vocab = build_vocab(files, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.num_unused, FLAGS.reserved_tokens,
                         FLAGS.min_count, FLAGS.max_token_length, FLAGS.max_unique_chars)

@@ -12,6 +12,7 @@ The output restores wherever a checkpoint is taken (run_classifier.py / run_pret
 from absl import flags
 
 import bertkit_errors
+import bertkit_io
 
 flags.DEFINE_string("input_checkpoint", None, "Checkpoint prefix or model directory to convert.")
 flags.DEFINE_string("output_dir", None, "Where to write the bertkit model directory.")
@@ -29,6 +30,7 @@ def main(argv):
     for name in ("input_checkpoint", "output_dir"):
         if not getattr(FLAGS, name):
             raise bertkit_errors.UserError(f"--{name}: required")
+    bertkit_io.check_output_dir(FLAGS.output_dir)
     from modeling import checkpoints
 
     info = checkpoints.convert_to_bertkit(FLAGS.input_checkpoint, FLAGS.output_dir,

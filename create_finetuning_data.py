@@ -51,7 +51,7 @@ def main(argv):
     from tokenization import FullTokenizer
 
     processor = processors.processor_from_flags(FLAGS)
-    bertkit_io.ensure_writable_dir(FLAGS.output_dir)
+    bertkit_io.check_output_dir(FLAGS.output_dir)
     tokenizer = FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
     meta = finetuning.write_task_records(
         processor, FLAGS.data_dir, tokenizer, FLAGS.output_dir, FLAGS.max_seq_length, splits=FLAGS.splits,

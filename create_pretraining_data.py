@@ -14,6 +14,7 @@ _T_START = time.time()
 from absl import flags  # noqa: E402
 
 import bertkit_errors  # noqa: E402
+import bertkit_io  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -81,6 +82,8 @@ def main(argv):
     from data import pretraining, pretraining_writer
 
     output_files = pretraining_writer.output_paths(FLAGS.output_file, FLAGS.num_output_shards)
+    for path in output_files:
+        bertkit_io.check_output_file(path, "output_file")
     vocab = pretraining.read_vocab(FLAGS.vocab_file)
     cfg = pretraining.InstanceConfig(
         max_seq_length=FLAGS.max_seq_length, max_predictions_per_seq=FLAGS.max_predictions_per_seq,

@@ -328,7 +328,7 @@ def main(argv):
     from modeling import ModelConfig
 
     config = ModelConfig.from_json_file(FLAGS.bert_config_file)
-    bertkit_io.ensure_writable_dir(FLAGS.output_dir)
+    bertkit_io.check_output_dir(FLAGS.output_dir)
 
     from training import distribution
 
@@ -339,6 +339,7 @@ def main(argv):
     import tensorflow as tf
 
     from data import finetuning, pipeline, processors
+    from modeling import checkpoints
     from training import optimization
     from training import trainer as trainer_lib
 
@@ -390,6 +391,12 @@ def main(argv):
         if not os.path.isfile(split_file(split)):
             raise _err(f"{split_file(split)}: no such file (named in {records_dir}/task_meta.json)")
     pipeline.check_finetuning_records([split_file(s) for s in used], FLAGS.max_seq_length)
+    # Before training: a vocabulary or records the model's embeddings cannot hold, damaged or shortened files.
+    pipeline.check_vocab_fits(FLAGS.vocab_file, config.vocab_size, FLAGS.bert_config_file)
+    pipeline.check_records_integrity(
+        [split_file(s) for s in used],
+        {split_file(s): (meta["splits"][s].get("num_examples"), os.path.join(records_dir, finetuning.META_FILE))
+         for s in used}, config.vocab_size, config.type_vocab_size, FLAGS.bert_config_file)
 
     teacher_meta = None
     if FLAGS.teacher_checkpoint:
@@ -542,7 +549,7 @@ def main(argv):
     best_prefix = best.prefix() if select_best else None
     prefix = best_prefix or tf.train.latest_checkpoint(FLAGS.output_dir)
     if prefix:
-        model_ckpt.restore(prefix).expect_partial()
+        checkpoints.restore_checked(model_ckpt, prefix).expect_partial()
         global_step = int(prefix.rsplit("-", 1)[-1]) if prefix.rsplit("-", 1)[-1].isdigit() else 0
         which = "best" if prefix == best_prefix else "latest"
         print(f"using the {which} checkpoint {prefix}")

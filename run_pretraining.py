@@ -257,12 +257,12 @@ def main(argv):
     import tensorflow as tf
 
     from data import pipeline
-    from modeling import build_pretraining_model
+    from modeling import build_pretraining_model, checkpoints
     from training import optimization
     from training import trainer as trainer_lib
 
     is_chief = distribution.is_chief(strategy)
-    bertkit_io.ensure_writable_dir(FLAGS.output_dir)
+    bertkit_io.check_output_dir(FLAGS.output_dir)
     if FLAGS.seed is not None:
         keras.utils.set_random_seed(FLAGS.seed)
     keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
@@ -275,6 +275,11 @@ def main(argv):
     for files in (train_files, eval_files):
         if files:
             pipeline.check_pretraining_records(files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq)
+    # Before training: a vocabulary or records the model's embeddings cannot hold, damaged or shortened files.
+    pipeline.check_vocab_fits(FLAGS.vocab_file, config.vocab_size, FLAGS.bert_config_file)
+    all_files = list(dict.fromkeys(train_files + eval_files))
+    pipeline.check_records_integrity(all_files, pipeline.summary_record_counts(all_files), config.vocab_size,
+                                     config.type_vocab_size, FLAGS.bert_config_file)
     sentence_task = _sentence_task(train_files or eval_files)
     masker = _dynamic_masker(config) if FLAGS.dynamic_masking else None
     num_replicas = strategy.num_replicas_in_sync
@@ -349,11 +354,13 @@ def main(argv):
             hparams.update({k: getattr(FLAGS, k) for k in (
                 "teacher_config_file", "teacher_checkpoint", "layer_mapping", "attention_loss", "temperature",
                 "distill_mlm")})
-        result = trainer_lib.run_training(
-            trainer, train_dataset_fn, strategy=strategy, output_dir=FLAGS.output_dir,
-            num_train_steps=FLAGS.num_train_steps, steps_per_checkpoint=FLAGS.save_checkpoints_steps,
-            checkpoint_items=items, examples_per_step=FLAGS.train_batch_size, init_fn=init_fn,
-            max_checkpoints_to_keep=FLAGS.keep_checkpoint_max, log_every_n_steps=FLAGS.log_steps, hparams=hparams)
+        with pipeline.damaged_records_named(train_files):
+            result = trainer_lib.run_training(
+                trainer, train_dataset_fn, strategy=strategy, output_dir=FLAGS.output_dir,
+                num_train_steps=FLAGS.num_train_steps, steps_per_checkpoint=FLAGS.save_checkpoints_steps,
+                checkpoint_items=items, examples_per_step=FLAGS.train_batch_size, init_fn=init_fn,
+                max_checkpoints_to_keep=FLAGS.keep_checkpoint_max, log_every_n_steps=FLAGS.log_steps,
+                hparams=hparams)
         print(f"training done: global_step={result['global_step']}"
               + (f" examples/s={result['examples_per_second']:.1f}" if result["examples_per_second"] else ""))
     else:
@@ -361,7 +368,7 @@ def main(argv):
             trainer.build_for(eval_dataset_fn(tf.distribute.InputContext()).element_spec)
         latest = tf.train.latest_checkpoint(FLAGS.output_dir)
         if latest:
-            tf.train.Checkpoint(**items).restore(latest).expect_partial()
+            checkpoints.restore_checked(tf.train.Checkpoint(**items), latest).expect_partial()
             print(f"evaluating {latest}")
         elif FLAGS.init_checkpoint:
             init_fn()
@@ -370,8 +377,9 @@ def main(argv):
                                            "(and no --init_checkpoint)")
 
     if FLAGS.do_eval:
-        results = trainer_lib.run_evaluation(trainer, eval_dataset_fn, strategy=strategy, steps=FLAGS.max_eval_steps,
-                                             output_dir=FLAGS.output_dir)
+        with pipeline.damaged_records_named(eval_files):
+            results = trainer_lib.run_evaluation(trainer, eval_dataset_fn, strategy=strategy,
+                                                 steps=FLAGS.max_eval_steps, output_dir=FLAGS.output_dir)
         if is_chief:
             trainer_lib.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), results)
 

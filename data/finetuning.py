@@ -170,6 +170,7 @@ def write_tfrecord(features, path):
     """Write the feature arrays to `path` atomically; returns the number of records."""
     import tensorflow as tf
 
+    bertkit_io.remove_stale_temps_of(path)
     tmp = bertkit_io.temp_name(path)
     count = 0
     try:
@@ -178,9 +179,11 @@ def write_tfrecord(features, path):
                 writer.write(record)
                 count += 1
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if bertkit_io.is_no_space(e):
+            raise UserError(f"{path}: no space left on device while writing records") from None
         raise
     return count
 

@@ -9,6 +9,12 @@ Feature shapes are the stored ones: `input_ids` `input_mask` `segment_ids` [B, T
 `masked_lm_ids` [B, P] int32, `masked_lm_weights` [B, P] float32; `next_sentence_labels` [B, 1];
 fine-tuning `label_ids` `is_real_example` `example_index` [B, 1].
 """
+import contextlib
+import glob
+import json
+import os
+import re
+
 import tensorflow as tf
 
 import bertkit_errors
@@ -98,6 +104,131 @@ def check_finetuning_records(files, max_seq_length):
                 f"{path}: records have max_seq_length {seq}, but --max_seq_length={max_seq_length}")
         checked += 1
     return checked
+
+
+# Files of at most this many bytes in all are read through before training (record counts, CRCs, id ranges).
+MAX_BYTES_SCANNED = 4 << 30
+
+
+def _damage_message(error):
+    text = getattr(error, "message", str(error))
+    m = re.search(r"(corrupted|truncated) record at (\d+)", text)
+    if m:
+        return f"{m.group(1)} record at byte offset {m.group(2)}"
+    return (text.strip().splitlines() or ["damaged"])[0][:200]
+
+
+def _readable_records(path):
+    """How many records of a damaged file can be read before the damage."""
+    count = 0
+    try:
+        for _ in tf.data.TFRecordDataset(path, compression_type=compression_type(path)):
+            count += 1
+    except tf.errors.OpError:
+        pass
+    return count
+
+
+def scan_records(path, batch_size=1024):
+    """Read a TFRecord file through: {"count", "max_input_id", "max_segment_id"} (None when the records lack the
+    feature). UserError naming the file (and the byte offset) when a record is damaged."""
+    spec = {"input_ids": tf.io.VarLenFeature(tf.int64), "segment_ids": tf.io.VarLenFeature(tf.int64)}
+
+    def maxima(raw):
+        f = tf.io.parse_example(raw, spec)
+        return (tf.shape(raw)[0], tf.reduce_max(tf.concat([[-1], f["input_ids"].values], 0)),
+                tf.reduce_max(tf.concat([[-1], f["segment_ids"].values], 0)))
+
+    ds = tf.data.TFRecordDataset(path, compression_type=compression_type(path), buffer_size=8 << 20)
+    ds = ds.batch(batch_size).map(maxima, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+    count, max_id, max_seg = 0, -1, -1
+    try:
+        for n, a, b in ds:
+            count += int(n)
+            max_id, max_seg = max(max_id, int(a)), max(max_seg, int(b))
+    except tf.errors.DataLossError as e:
+        raise bertkit_errors.UserError(
+            f"{path}: damaged TFRecord file ({_damage_message(e)}, after {_readable_records(path)} readable "
+            "records)") from None
+    except tf.errors.InvalidArgumentError as e:
+        raise bertkit_errors.UserError(
+            f"{path}: a record is not a tf.train.Example ({_damage_message(e)})") from None
+    return {"count": count, "max_input_id": max_id if max_id >= 0 else None,
+            "max_segment_id": max_seg if max_seg >= 0 else None}
+
+
+@contextlib.contextmanager
+def damaged_records_named(files):
+    """Around training / evaluation on files too large to read through first: a DataLossError from the input
+    pipeline becomes a UserError naming the damaged file (found by reading the files through) and the offset."""
+    try:
+        yield
+    except tf.errors.DataLossError as e:
+        for path in files:
+            scan_records(path)  # raises the UserError naming the file
+        raise bertkit_errors.UserError(
+            f"{', '.join(files[:3])}{' ...' if len(files) > 3 else ''}: damaged TFRecord data "
+            f"({_damage_message(e)})") from None
+
+
+def summary_record_counts(files):
+    """{file: number of records} for the pre-training files a create_pretraining_data.py `.summary.json` beside them
+    describes (records go round-robin over its output files)."""
+    wanted = {os.path.abspath(f): f for f in files}
+    counts = {}
+    for directory in sorted({os.path.dirname(os.path.abspath(f)) for f in files}):
+        for path in sorted(glob.glob(os.path.join(glob.escape(directory), "*.summary.json"))):
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    summary = json.load(fh)
+                outputs = [os.path.abspath(os.path.join(directory, os.path.basename(o)))
+                           for o in summary.get("output_files", [])]
+                total = int(summary["instances"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            for k, out in enumerate(outputs):
+                if out in wanted:
+                    counts[wanted[out]] = (total // len(outputs) + (1 if k < total % len(outputs) else 0), path)
+    return counts
+
+
+def check_records_integrity(files, expected_counts=None, vocab_size=None, type_vocab_size=None,
+                            config_file="--bert_config_file", max_bytes=MAX_BYTES_SCANNED):
+    """Read the record files through before training: UserError naming the file when one is damaged (with the byte
+    offset), holds another number of records than its metadata says (`expected_counts`: {file: (count, where)}), or
+    holds an input id >= `vocab_size` / a segment id >= `type_vocab_size` (the model config's). Skipped (returns
+    False) when the files hold more than `max_bytes` in all; True when checked."""
+    expected_counts = expected_counts or {}
+    if sum(os.path.getsize(f) for f in files) > max_bytes:
+        return False
+    for path in files:
+        info = scan_records(path)
+        want = expected_counts.get(path)
+        if want is not None and want[0] is not None and info["count"] != int(want[0]):
+            raise bertkit_errors.UserError(
+                f"{path}: {info['count']} records, but {want[1]} says {int(want[0])} (the file is damaged or cut "
+                "short; write it again)")
+        if vocab_size is not None and info["max_input_id"] is not None and info["max_input_id"] >= vocab_size:
+            raise bertkit_errors.UserError(
+                f"{path}: records hold token id {info['max_input_id']}, but vocab_size is {vocab_size} in "
+                f"{config_file} (records written with a larger vocabulary than the model's)")
+        if (type_vocab_size is not None and info["max_segment_id"] is not None
+                and info["max_segment_id"] >= type_vocab_size):
+            raise bertkit_errors.UserError(
+                f"{path}: records hold segment id {info['max_segment_id']} (sentence pairs), but type_vocab_size is "
+                f"{type_vocab_size} in {config_file}")
+    return True
+
+
+def check_vocab_fits(vocab_file, vocab_size, config_file, flag="vocab_file"):
+    """UserError when the vocab file has more lines (ids) than the model config's vocab_size."""
+    if not vocab_file or not os.path.isfile(vocab_file):
+        return
+    with open(vocab_file, "rb") as f:
+        lines = sum(1 for _ in f)
+    if lines > vocab_size:
+        raise bertkit_errors.UserError(
+            f"--{flag}={vocab_file}: {lines} tokens, more than vocab_size {vocab_size} in {config_file}")
 
 
 def _records(files, is_training, input_context, seed, num_parallel_reads=8):

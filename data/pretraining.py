@@ -85,6 +85,9 @@ def read_vocab(vocab_file, flag="vocab_file"):
         lines.pop()
     for index, line in enumerate(lines):
         vocab[line.strip()] = index
+    from tokenization import warn_duplicate_tokens
+
+    warn_duplicate_tokens(path, vocab, lines)
     missing = [t for t in ("[UNK]",) + SPECIAL_TOKENS if t not in vocab]
     if missing:
         raise bertkit_errors.UserError(

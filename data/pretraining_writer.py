@@ -134,6 +134,8 @@ class _Outputs:
 
     def __init__(self, paths, gzip_compress, framed):
         self.paths = paths
+        for p in paths:  # what killed runs into the same files left behind
+            bertkit_io.remove_stale_temps_of(p)
         self.temps = [bertkit_io.temp_name(p) for p in paths]
         self.gzip_compress = gzip_compress
         self.framed = framed
@@ -335,11 +337,14 @@ def run(input_files, output_files, encode_batch, cfg, pool=None, gzip_compress=F
         if shown:
             shown.update(totals["documents"], totals["instances"], final=True)
         return summary
-    except BaseException:
+    except BaseException as e:
         if pool is not None:
             pool.terminate()
         if outputs is not None:
             outputs.abort()
+        if bertkit_io.is_no_space(e):
+            raise bertkit_errors.UserError(
+                f"{', '.join(output_files)}: no space left on device while writing records") from None
         raise
     finally:
         if previous is not None:

@@ -236,7 +236,7 @@ def _object_graph(prefix):
     if not reader.has_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"):
         return None
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    graph.ParseFromString(read_tensor(reader, "_CHECKPOINTABLE_OBJECT_GRAPH", prefix))
     return graph
 
 
@@ -256,6 +256,35 @@ def _key_for(graph, path):
         if attr.name == "VARIABLE_VALUE":
             return attr.checkpoint_key
     return None
+
+
+# What reading a damaged or truncated checkpoint raises (a short data file: IndexError "Read less bytes than
+# requested"; a cut index file: DataLossError; a missing shard: NotFoundError).
+DAMAGED_CHECKPOINT_ERRORS = (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.NotFoundError)
+
+
+def damaged_checkpoint_error(prefix, error):
+    """The UserError for a checkpoint that cannot be read: names the prefix and the reader's first message line."""
+    text = (getattr(error, "message", None) or str(error) or type(error).__name__).strip().splitlines()
+    detail = text[0][:200] if text else type(error).__name__
+    return bertkit_errors.UserError(f"{prefix}: checkpoint is damaged or truncated ({detail})")
+
+
+def read_tensor(reader, key, prefix):
+    """reader.get_tensor(key), a UserError naming the checkpoint when its files are damaged or cut short."""
+    try:
+        return reader.get_tensor(key)
+    except DAMAGED_CHECKPOINT_ERRORS as e:
+        raise damaged_checkpoint_error(prefix, e) from None
+
+
+def restore_checked(checkpoint, prefix, read=False):
+    """checkpoint.restore(prefix) (checkpoint.read(prefix) with read=True) of a tf.train.Checkpoint; a UserError
+    naming the checkpoint when its files are damaged or cut short. Returns the restore status."""
+    try:
+        return checkpoint.read(prefix) if read else checkpoint.restore(prefix)
+    except DAMAGED_CHECKPOINT_ERRORS as e:
+        raise damaged_checkpoint_error(prefix, e) from None
 
 
 def _restore_bertkit(prefix, items, src, required=("encoder",)):
@@ -291,7 +320,7 @@ def _restore_bertkit(prefix, items, src, required=("encoder",)):
         done.append(name)
     reader = tf.train.load_checkpoint(prefix)
     for key, var in plan:
-        var.assign(tf.cast(reader.get_tensor(key), var.dtype))
+        var.assign(tf.cast(read_tensor(reader, key, prefix), var.dtype))
     return done
 
 
@@ -301,7 +330,7 @@ def read_objects(prefix, **objects):
     way bertkit restores selected objects of a bertkit checkpoint. `read`, not `restore`: restore() also creates the
     root's `save_counter`, which a checkpoint written by Checkpoint.write() (save_bertkit_checkpoint, so every
     convert_checkpoint.py output) does not hold, and the match check then fails on it."""
-    status = tf.train.Checkpoint(**objects).read(prefix)
+    status = restore_checked(tf.train.Checkpoint(**objects), prefix, read=True)
     status.expect_partial()
     status.assert_existing_objects_matched()
     return status
@@ -403,7 +432,7 @@ def _tf1_state(prefix, config, src, want_mlm, want_nsp):
     reader = tf.train.load_checkpoint(prefix)
     state = {}
     for name, key, _, transpose in rows:
-        value = np.asarray(reader.get_tensor(name), dtype=np.float32)
+        value = np.asarray(read_tensor(reader, name, prefix), dtype=np.float32)
         state[key] = value.T if transpose else value
     if config.model_type == "albert" and config.num_hidden_groups > 0:
         extra = [n for n in shapes if n.startswith(f"bert/encoder/transformer/group_{config.num_hidden_groups}/")]

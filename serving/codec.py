@@ -64,6 +64,8 @@ def parse_json_body(body):
         raise InvalidArgument("JSON Parse error: body is not valid UTF-8") from None
     except json.JSONDecodeError as e:
         raise InvalidArgument(f"JSON Parse error: {e.msg} at offset: {e.pos}") from None
+    except RecursionError:
+        raise InvalidArgument("JSON Parse error: the document is nested too deeply") from None
     if not isinstance(doc, dict):
         raise InvalidArgument(f"JSON Value: {_short(doc)} Is not object")
     return doc

@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 import bertkit_errors
+import bertkit_io
 from modeling import checkpoints
 
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -98,9 +99,14 @@ def _staging_dir(export_base):
         os.makedirs(export_base, exist_ok=True)
     except OSError as e:
         raise bertkit_errors.UserError(f"--export_dir={export_base}: cannot create directory ({e.strerror})") from None
-    tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=export_base)
+    bertkit_io.remove_stale_temps(export_base, "export")  # staging folders of killed exports
+    tmp = tempfile.mkdtemp(prefix=f".tmp-export-{os.getpid()}-", dir=export_base)
     try:
         yield tmp
+    except BaseException as e:
+        if bertkit_io.is_no_space(e):
+            raise bertkit_errors.UserError(f"--export_dir={export_base}: no space left on device") from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -23,6 +23,7 @@ import re
 import threading
 import time
 
+import aiohttp
 import numpy as np
 
 from serving import batching
@@ -216,7 +217,8 @@ class VersionState:
     error: str = ""
     servable: Servable = None
     attempts: int = 0
-    stamp: tuple = None           # saved_model.pb (mtime, size) of the last failed attempt
+    stamp: tuple = None           # the version folder's files (name, mtime, size) at the last failed attempt
+    failed_at: float = 0.0        # time.monotonic() of the last failed attempt
 
 
 def list_version_dirs(base_path):
@@ -273,10 +275,8 @@ class ModelManager:
                         st = self._versions.get(cfg.name, {}).get(v)
                     if st is not None and st.state == "AVAILABLE":
                         continue
-                    if st is not None and st.state == "END":
-                        stamp = _pb_stamp(on_disk[v])
-                        if st.attempts >= self.MAX_LOAD_ATTEMPTS or stamp == st.stamp:
-                            continue      # failed before and nothing changed on disk
+                    if st is not None and st.state == "END" and not self._retry_due(st, on_disk[v]):
+                        continue      # failed before, nothing changed on disk and no back-off elapsed
                     if st is None:
                         st = VersionState(v)
                         with self._lock:
@@ -284,13 +284,26 @@ class ModelManager:
                     changes += self._load(cfg, st, on_disk[v])
             return changes
 
+    RETRY_BACKOFF_SECONDS = 30.0
+
+    def _retry_due(self, st, path):
+        """A failed version is tried again at the next poll when any file in its folder changed (a version whose
+        files appear in steps: saved_model.pb first, the variables later), else after a back-off that doubles with
+        each attempt (at most MAX_LOAD_ATTEMPTS attempts with nothing changed)."""
+        if _tree_stamp(path) != st.stamp:
+            return True
+        if st.attempts >= self.MAX_LOAD_ATTEMPTS:
+            return False
+        return time.monotonic() - st.failed_at >= self.RETRY_BACKOFF_SECONDS * 2 ** (st.attempts - 1)
+
     def _load(self, cfg, st, path):
         st.state, st.attempts = "LOADING", st.attempts + 1
         t0 = time.time()
         try:
             servable = self._loader(cfg.name, st.version, path)
         except Exception as e:  # noqa: BLE001 - reported in the model status
-            st.state, st.error, st.stamp = "END", f"{type(e).__name__}: {e}".splitlines()[0], _pb_stamp(path)
+            st.state, st.error, st.stamp = "END", f"{type(e).__name__}: {e}".splitlines()[0], _tree_stamp(path)
+            st.failed_at = time.monotonic()
             log.error("model %s version %d: failed to load from %s: %s", cfg.name, st.version, path, st.error)
             return 1
         st.servable, st.state, st.error = servable, "AVAILABLE", ""
@@ -392,14 +405,18 @@ class ModelManager:
         return sorted(v for v, s in (versions or {}).items() if s.state == "AVAILABLE")
 
 
-def _pb_stamp(path):
-    for f in ("saved_model.pb", "saved_model.pbtxt"):
-        try:
-            st = os.stat(os.path.join(path, f))
-            return (st.st_mtime_ns, st.st_size)
-        except OSError:
-            continue
-    return None
+def _tree_stamp(path):
+    """(relative name, mtime_ns, size) of every file under a version folder, sorted: changes when any file does."""
+    out = []
+    for root, _, files in os.walk(path):
+        for name in files:
+            p = os.path.join(root, name)
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            out.append((os.path.relpath(p, path), st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
 
 
 # ---------------------------------------------------------------- REST API
@@ -408,6 +425,10 @@ _PREDICT_RE = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+
                          re.IGNORECASE)
 _STATUS_RE = re.compile(r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?(/metadata)?",
                         re.IGNORECASE)
+
+
+class ClientDisconnected(Exception):
+    """The client closed the connection while its request body was being read."""
 
 
 def _json_response(web, obj, status=200):
@@ -443,6 +464,11 @@ class RestApi:
                                               f"{self.max_request_bytes}")
         except web.HTTPException as e:
             return _error_response(web, e.status, e.reason)
+        except ClientDisconnected as e:  # nobody to answer: one line, no traceback
+            log.info("%s %s: %s", request.method, request.path, e)
+            return _error_response(web, 400, str(e))
+        except RecursionError:
+            return _error_response(web, 400, "JSON value nested too deeply")
         except Exception as e:  # noqa: BLE001 - a bug: answer 500, keep serving
             log.exception("internal error on %s %s", request.method, request.path)
             return _error_response(web, 500, f"Internal error: {type(e).__name__}: {e}")
@@ -480,7 +506,10 @@ class RestApi:
         if request.content_length is not None and request.content_length > self.max_request_bytes:
             raise codec.RequestTooLarge(f"Request body of {request.content_length} bytes is larger than "
                                         f"--max_request_bytes={self.max_request_bytes}")
-        return await request.read()
+        try:
+            return await request.read()
+        except (ConnectionError, aiohttp.ClientPayloadError, asyncio.IncompleteReadError) as e:
+            raise ClientDisconnected(f"client disconnected before sending the whole body ({e})") from None
 
     async def _parse(self, body):
         if len(body) > 256 << 10:   # big bodies: parse off the event loop

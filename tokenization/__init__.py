@@ -16,6 +16,7 @@ import os
 import re
 
 import numpy as np
+from absl import logging
 
 import bertkit_errors
 from tokenization import _charmap, reference
@@ -63,10 +64,39 @@ def load_vocab(vocab_file):
         line = data[:e.start].count(b"\n") + 1
         raise bertkit_errors.UserError(f"{path}:{line}: vocab file is not valid UTF-8") from None
     vocab = reference.read_vocab_tokens(path)
+    warn_duplicate_tokens(path, vocab, data.decode("utf-8").split("\n"))
     missing = [t for t in REQUIRED_TOKENS if t not in vocab]
     if missing:
         raise bertkit_errors.UserError(f"{path}: vocab file lacks required token(s) {' '.join(missing)}")
     return vocab
+
+
+def duplicate_token(lines):
+    """(token, first line, second line) of the first token two lines of a vocab file share (1-based line numbers,
+    each line stripped as the loader does), or None."""
+    seen = {}
+    for number, line in enumerate(lines, 1):
+        token = line.strip()
+        if token in seen:
+            return token, seen[token], number
+        seen[token] = number
+    return None
+
+
+def warn_duplicate_tokens(path, vocab, lines):
+    """Log a warning naming the first duplicated token of a vocab file (its id is the later line's, as in the
+    original BERT); `vocab` is the loaded token -> id map, `lines` the file's lines. Returns the warning or None."""
+    if not vocab or len(vocab) == max(vocab.values()) + 1:
+        return None
+    dup = duplicate_token(lines)
+    if dup is None:
+        return None
+    token, first, second = dup
+    extra = max(vocab.values()) + 1 - len(vocab)
+    message = (f"{path}:{second}: duplicate token {token!r} (also on line {first}; it gets the id of its last line); "
+               f"{extra} duplicate line(s) in all")
+    logging.warning("%s", message)
+    return message
 
 
 class FullTokenizer:

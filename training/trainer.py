@@ -24,6 +24,7 @@ uses the DESIGN.md names (encoder, mlm_head, nsp_head, optimizer, global_step). 
 (`TrainerModel.global_step`); it equals `optimizer.iterations` except for the steps a mixed_float16 loss scaler
 skipped on non-finite gradients.
 """
+import glob
 import json
 import math
 import os
@@ -397,7 +398,7 @@ class _StepCallback(keras.callbacks.Callback):
         done = step >= self.num_train_steps
         if step // self.steps_per_checkpoint > self.last_saved // self.steps_per_checkpoint or (
                 done and step != self.last_saved):
-            self.manager.save(checkpoint_number=step)
+            save_checkpoint(self.manager, step)
             self.last_saved = step
         if (step // self.log_every_n_steps > self._last_log_step // self.log_every_n_steps or done) and not first:
             dt = now - self._last_log_time
@@ -432,13 +433,70 @@ class _StepCallback(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         step = self._step()
         if step != self.last_saved:
-            self.manager.save(checkpoint_number=step)
+            save_checkpoint(self.manager, step)
             self.last_saved = step
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Driver
 # ----------------------------------------------------------------------------------------------------------------
+
+def checkpoint_prefixes(directory):
+    """The checkpoints the `checkpoint` state file of `directory` lists and whose index file exists (as
+    tf.train.latest_checkpoint requires), newest first."""
+    state = tf.train.get_checkpoint_state(directory)
+    if state is None or not state.model_checkpoint_path:
+        return []
+    paths = [state.model_checkpoint_path] + list(reversed(state.all_model_checkpoint_paths))
+    paths = [p if os.path.isabs(p) else os.path.join(directory, p) for p in paths]
+    return [p for p in dict.fromkeys(paths) if tf.io.gfile.exists(p + ".index")]
+
+
+def restore_newest_readable(checkpoint, directory, print_fn=print):
+    """Restore the newest checkpoint of `directory` that can be read; returns its prefix (None: no checkpoint).
+
+    A damaged or truncated checkpoint (a run killed while writing, a full disk) is skipped with a warning naming it,
+    and the previous one is tried; UserError naming the newest when none can be read. A checkpoint that does not match
+    the model fails as before (AssertionError / ValueError)."""
+    from modeling import checkpoints
+
+    prefixes = checkpoint_prefixes(directory)
+    first_error = None
+    for prefix in prefixes:
+        try:
+            checkpoint.restore(prefix).assert_existing_objects_matched()
+        except checkpoints.DAMAGED_CHECKPOINT_ERRORS as e:
+            error = checkpoints.damaged_checkpoint_error(prefix, e)
+            first_error = first_error or error
+            print_fn(f"warning: {error}; trying the previous checkpoint")
+            continue
+        if prefix != prefixes[0]:
+            print_fn(f"warning: resuming from {prefix}, not from the damaged {prefixes[0]}")
+        return prefix
+    if first_error is not None:
+        raise bertkit_errors.UserError(f"{first_error} (and no earlier readable checkpoint in {directory})")
+    return None
+
+
+def remove_checkpoint_temps(directory):
+    """Remove the `ckpt-N_temp/` folders a failed checkpoint save leaves in `directory`."""
+    for path in glob.glob(os.path.join(glob.escape(directory), "*_temp")):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def save_checkpoint(manager, step):
+    """manager.save(checkpoint_number=step); on a full disk a UserError naming the directory, and no `_temp`
+    leftovers."""
+    try:
+        return manager.save(checkpoint_number=step)
+    except Exception as e:  # noqa: BLE001 - only disk-full errors are translated
+        if not bertkit_io.is_no_space(e):
+            raise
+        remove_checkpoint_temps(manager.directory)
+        raise bertkit_errors.UserError(
+            f"{manager.directory}: no space left on device while saving checkpoint ckpt-{step}") from None
+
 
 def _element_spec_of(dataset_fn):
     ds = dataset_fn(tf.distribute.InputContext())
@@ -504,10 +562,9 @@ def run_training(trainer, dataset_fn, *, strategy, output_dir, num_train_steps, 
     checkpoint = tf.train.Checkpoint(**checkpoint_items)
     manager = tf.train.CheckpointManager(checkpoint, directory=write_dir, max_to_keep=max_checkpoints_to_keep,
                                          step_counter=trainer.global_step)
-    latest = tf.train.latest_checkpoint(output_dir)
+    latest = restore_newest_readable(checkpoint, output_dir, print_fn)
     resumed = False
     if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
         resumed = True
         print_fn(f"resuming from {latest} (global step {int(trainer.global_step.numpy())})")
     elif init_fn is not None:
@@ -622,9 +679,11 @@ def restore_encoder_weights(encoder, path, name="encoder"):
         if _foreign_format(path):
             return _init_foreign(encoder, path)
         raise bertkit_errors.UserError(f"--init_checkpoint={path}: not a bertkit checkpoint (no '{name}' object)")
+    from modeling import checkpoints
+
     problem = None
     try:
-        checkpoints.read_objects(prefix, **{name: encoder})
+        checkpoints.read_objects(prefix, **{name: encoder})  # a damaged checkpoint: a UserError naming it
     except AssertionError as e:
         problem = f"checkpoint does not match the model config ({str(e).splitlines()[0][:300]})"
     except ValueError as e:
