@@ -6,9 +6,12 @@ Reads any format modeling.checkpoints knows, detected from the path: original Go
 
     python convert_checkpoint.py --input_checkpoint=uncased_L-12_H-768_A-12/bert_model.ckpt --output_dir=bert_base
 """
+import os
+
 from absl import flags
 
 import bertkit_errors
+import bertkit_io
 
 flags.DEFINE_string("input_checkpoint", None, "Checkpoint prefix or model directory to convert.")
 flags.DEFINE_string("output_dir", None, "Where to write the bertkit model directory.")
@@ -25,6 +28,12 @@ def main(argv):
     for name in ("input_checkpoint", "output_dir"):
         if not getattr(FLAGS, name):
             raise bertkit_errors.UserError(f"--{name}: required")
+    written = ("checkpoint", "ckpt-0.index", "ckpt-0.data-00000-of-00001", "bert_config.json", "vocab.txt",
+               "bertkit.json")
+    bertkit_io.refuse_output_on_input(
+        [("output_dir", [os.path.join(FLAGS.output_dir, name) for name in written])],
+        [("input_checkpoint", bertkit_io.checkpoint_files(FLAGS.input_checkpoint)),
+         ("bert_config_file", FLAGS.bert_config_file), ("vocab_file", FLAGS.vocab_file)])
     from modeling import checkpoints
 
     info = checkpoints.convert_to_bertkit(FLAGS.input_checkpoint, FLAGS.output_dir,

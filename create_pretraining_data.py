@@ -14,6 +14,7 @@ _T_START = time.time()
 from absl import flags  # noqa: E402
 
 import bertkit_errors  # noqa: E402
+import bertkit_io  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -81,6 +82,9 @@ def main(argv):
     from data import pretraining, pretraining_writer
 
     output_files = pretraining_writer.output_paths(FLAGS.output_file, FLAGS.num_output_shards)
+    bertkit_io.refuse_output_on_input(
+        [("output_file", output_files), ("output_file", pretraining_writer.summary_path(FLAGS.output_file))],
+        [("input_file", input_files), ("vocab_file", FLAGS.vocab_file)])
     vocab = pretraining.read_vocab(FLAGS.vocab_file)
     cfg = pretraining.InstanceConfig(
         max_seq_length=FLAGS.max_seq_length, max_predictions_per_seq=FLAGS.max_predictions_per_seq,

@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 
 import bertkit_errors  # noqa: E402
+import bertkit_io  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("init_checkpoint", None, "bertkit model directory or checkpoint prefix (other formats through "
@@ -41,6 +42,11 @@ def main(argv):
         raise bertkit_errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.init_checkpoint:
         raise bertkit_errors.UserError("--init_checkpoint: required")
+    bertkit_io.refuse_output_on_input(
+        [("export_dir", FLAGS.export_dir)],
+        [("init_checkpoint", bertkit_io.checkpoint_files(FLAGS.init_checkpoint)),
+         ("bert_config_file", FLAGS.bert_config_file), ("vocab_file", FLAGS.vocab_file),
+         ("task_meta", FLAGS.task_meta)])
     from serving import export
     version_dir = export.export_checkpoint(
         FLAGS.init_checkpoint, export_dir=FLAGS.export_dir, bert_config_file=FLAGS.bert_config_file,
