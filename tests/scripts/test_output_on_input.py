@@ -65,8 +65,9 @@ def test_build_vocab_and_create_pretraining_data_refuse_their_input(tmp_path):
     _refused(_script("create_pretraining_data.py", f"--input_file={tmp_path}/*.txt", f"--output_file={corpus}",
                      f"--vocab_file={VOCAB}", "--max_seq_length=32", "--max_predictions_per_seq=5"),
              "output_file", "input_file")
-    _refused(_script("create_pretraining_data.py", f"--input_file={corpus}", f"--output_file={tmp_path / 'out.tfrecord'}",
-                     f"--vocab_file={VOCAB}", "--max_seq_length=32", "--max_predictions_per_seq=5"),
+    _refused(_script("create_pretraining_data.py", f"--input_file={corpus}",
+                     f"--output_file={tmp_path / 'out.tfrecord'}", f"--vocab_file={VOCAB}", "--max_seq_length=32",
+                     "--max_predictions_per_seq=5"),
              "output_file", "input_file")
     assert corpus.read_text() == CORPUS
 
@@ -75,7 +76,8 @@ def test_augment_data_refuses_its_input(tmp_path):
     table = tmp_path / "train.tsv"
     table.write_text("text\tlabel\nthe cat sat\t1\n")
     before = table.read_text()
-    _refused(_script("augment_data.py", f"--input_file={table}", f"--output_file={tmp_path}/../{tmp_path.name}/train.tsv",
+    same = f"{tmp_path}/../{tmp_path.name}/train.tsv"
+    _refused(_script("augment_data.py", f"--input_file={table}", f"--output_file={same}",
                      f"--teacher_checkpoint={tmp_path}"), "output_file", "input_file")
     assert table.read_text() == before
 
