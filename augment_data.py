@@ -53,6 +53,10 @@ def main(argv):
         raise bertkit_errors.UserError(f"--num_aug={FLAGS.num_aug}: must not be negative")
     if not 0.0 <= FLAGS.replace_prob <= 1.0:
         raise bertkit_errors.UserError(f"--replace_prob={FLAGS.replace_prob}: must be in [0, 1]")
+    bertkit_io.refuse_output_on_input([("output_file", FLAGS.output_file)], [
+        ("input_file", FLAGS.input_file), ("vocab_file", FLAGS.vocab_file),
+        ("bert_config_file", FLAGS.bert_config_file),
+        ("teacher_checkpoint", bertkit_io.checkpoint_files(FLAGS.teacher_checkpoint))])
     bertkit_io.check_output_file(FLAGS.output_file, "output_file")
     augmentation.read_table(FLAGS.input_file, FLAGS.text_column)  # header errors before the model is loaded
 

@@ -98,6 +98,7 @@ def main(argv):
     del argv
     bertkit_io.check_output_file(FLAGS.output_file, "output_file")  # before the learning, which takes a while
     files = resolve_inputs(FLAGS.input_file)
+    bertkit_io.refuse_output_on_input([("output_file", FLAGS.output_file)], [("input_file", files)])
     vocab = build_vocab(files, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.num_unused, FLAGS.reserved_tokens,
                         FLAGS.min_count, FLAGS.max_token_length, FLAGS.max_unique_chars)
     out_dir = os.path.dirname(os.path.abspath(FLAGS.output_file))

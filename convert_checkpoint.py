@@ -9,6 +9,8 @@ The output restores wherever a checkpoint is taken (run_classifier.py / run_pret
 
     python convert_checkpoint.py --input_checkpoint=uncased_L-12_H-768_A-12/bert_model.ckpt --output_dir=bert_base
 """
+import os
+
 from absl import flags
 
 import bertkit_errors
@@ -30,6 +32,12 @@ def main(argv):
     for name in ("input_checkpoint", "output_dir"):
         if not getattr(FLAGS, name):
             raise bertkit_errors.UserError(f"--{name}: required")
+    written = ("checkpoint", "ckpt-0.index", "ckpt-0.data-00000-of-00001", "bert_config.json", "vocab.txt",
+               "bertkit.json")
+    bertkit_io.refuse_output_on_input(
+        [("output_dir", [os.path.join(FLAGS.output_dir, name) for name in written])],
+        [("input_checkpoint", bertkit_io.checkpoint_files(FLAGS.input_checkpoint)),
+         ("bert_config_file", FLAGS.bert_config_file), ("vocab_file", FLAGS.vocab_file)])
     bertkit_io.check_output_dir(FLAGS.output_dir)
     from modeling import checkpoints
 

@@ -82,6 +82,9 @@ def main(argv):
     from data import pretraining, pretraining_writer
 
     output_files = pretraining_writer.output_paths(FLAGS.output_file, FLAGS.num_output_shards)
+    bertkit_io.refuse_output_on_input(
+        [("output_file", output_files), ("output_file", pretraining_writer.summary_path(FLAGS.output_file))],
+        [("input_file", input_files), ("vocab_file", FLAGS.vocab_file)])
     for path in output_files:
         bertkit_io.check_output_file(path, "output_file")
     vocab = pretraining.read_vocab(FLAGS.vocab_file)

@@ -42,6 +42,11 @@ def main(argv):
         raise bertkit_errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.init_checkpoint:
         raise bertkit_errors.UserError("--init_checkpoint: required")
+    bertkit_io.refuse_output_on_input(
+        [("export_dir", FLAGS.export_dir)],
+        [("init_checkpoint", bertkit_io.checkpoint_files(FLAGS.init_checkpoint)),
+         ("bert_config_file", FLAGS.bert_config_file), ("vocab_file", FLAGS.vocab_file),
+         ("task_meta", FLAGS.task_meta)])
     if FLAGS.export_dir:
         bertkit_io.check_output_dir(FLAGS.export_dir, "export_dir")
     from serving import export

@@ -203,6 +203,8 @@ def _speeds():
 def _load_records(processors, finetuning, classifier_lib, out_meta, has_checkpoint, lower_case_given,
                   train_records=True):
     """(processor, meta, records_dir) from --data_dir (records written into output_dir) or --records_dir."""
+    from training import rerun
+
     if FLAGS.records_dir:
         meta = finetuning.read_task_meta(FLAGS.records_dir)
         if meta is None:
@@ -220,6 +222,8 @@ def _load_records(processors, finetuning, classifier_lib, out_meta, has_checkpoi
             FLAGS.do_lower_case = bool(meta["do_lower_case"])
         if has_checkpoint:
             classifier_lib.check_labels_match(meta, out_meta, f"--output_dir={FLAGS.output_dir}")
+        rerun.check_rerun(FLAGS.output_dir, FLAGS.bert_config_file, FLAGS.vocab_file, FLAGS.do_lower_case,
+                          FLAGS.max_seq_length, task_meta=meta)
         return classifier_lib.processor_from_meta(meta, FLAGS.skip_malformed), meta, FLAGS.records_dir
 
     from tokenization import FullTokenizer
@@ -232,6 +236,9 @@ def _load_records(processors, finetuning, classifier_lib, out_meta, has_checkpoi
         classifier_lib.check_labels_match({"task": processor.task_name, "labels": labels,
                                            "is_regression": processor.is_regression}, out_meta,
                                           f"--output_dir={FLAGS.output_dir}")
+    rerun.check_rerun(FLAGS.output_dir, FLAGS.bert_config_file, FLAGS.vocab_file, FLAGS.do_lower_case,
+                      FLAGS.max_seq_length, task_meta={"task": processor.task_name, "labels": list(labels),
+                                                       "is_regression": processor.is_regression})
     tokenizer = FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
     meta = classifier_lib.prepare_records(
         processor, FLAGS.data_dir, tokenizer, FLAGS.output_dir, FLAGS.max_seq_length,
@@ -328,6 +335,13 @@ def main(argv):
     from modeling import ModelConfig
 
     config = ModelConfig.from_json_file(FLAGS.bert_config_file)
+    bertkit_io.refuse_output_on_input(
+        [("output_dir", FLAGS.output_dir)]
+        + [("output_dir", os.path.join(FLAGS.output_dir, name)) for name in ("bertkit.json", "task_meta.json")],
+        [("init_checkpoint", bertkit_io.checkpoint_dir(FLAGS.init_checkpoint)),
+         ("teacher_checkpoint", bertkit_io.checkpoint_dir(FLAGS.teacher_checkpoint)),
+         ("bert_config_file", FLAGS.bert_config_file), ("vocab_file", FLAGS.vocab_file),
+         ("distill_file", FLAGS.distill_file)])
     bertkit_io.check_output_dir(FLAGS.output_dir)
 
     from training import distribution

@@ -247,6 +247,19 @@ def main(argv):
             f"--max_seq_length={FLAGS.max_seq_length}: longer than max_position_embeddings "
             f"{config.max_position_embeddings} of {FLAGS.bert_config_file}")
 
+    # Before anything is written: no output on an input, no rerun with other settings into a trained model directory.
+    bertkit_io.refuse_output_on_input(
+        [("output_dir", FLAGS.output_dir)]
+        + [("output_dir", os.path.join(FLAGS.output_dir, name)) for name in ("bertkit.json", "eval_results.txt")],
+        [("init_checkpoint", bertkit_io.checkpoint_dir(FLAGS.init_checkpoint)),
+         ("teacher_checkpoint", bertkit_io.checkpoint_dir(FLAGS.teacher_checkpoint)),
+         ("input_file", FLAGS.input_file), ("eval_input_file", FLAGS.eval_input_file),
+         ("bert_config_file", FLAGS.bert_config_file), ("vocab_file", FLAGS.vocab_file)])
+    from training import rerun
+
+    rerun.check_rerun(FLAGS.output_dir, FLAGS.bert_config_file, FLAGS.vocab_file, FLAGS.do_lower_case,
+                      FLAGS.max_seq_length)
+
     # The strategy first: MultiWorkerMirroredStrategy must be created before other TensorFlow ops run.
     from training import distribution
 

@@ -260,6 +260,10 @@ def write_task_records(processor, data_dir, tokenizer, output_dir, max_seq_lengt
     loaded = {}
     for split in names:
         loaded[split] = (processor.get_examples(data_dir, split), processor.split_path(data_dir, split))
+    bertkit_io.refuse_output_on_input(
+        [("output_dir", [os.path.join(output_dir, f"{split}.tf_record") for split in names]
+          + [os.path.join(output_dir, META_FILE)])],
+        [("data_dir", [source for _, source in loaded.values() if source]), ("vocab_file", vocab_file)])
     labels_after = processor.get_labels(data_dir)
     meta["labels"] = list(labels_after)
     meta["processor"] = processor.config()

@@ -30,11 +30,13 @@ vocab.txt.
 Errors are `bertkit_errors.UserError`s starting with `--<flag>=<path>:` when a flag name is given (init_from_checkpoint
 uses `init_checkpoint` by default), else `<path>:`.
 """
+import atexit
 import collections
 import glob
 import json
 import os
 import re
+import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -633,6 +635,24 @@ def write_vocab(source, path):
     return path
 
 
+def _vocab_from_tokenizer_json(tokenizer_json, vocab_dir):
+    """vocab_dir/vocab.txt holding tokenizer.json's vocabulary. An existing vocab.txt there is never replaced (the
+    directory may be a finished model directory): when its tokens differ, they are written to a temporary file
+    instead, so the scripts' rerun check sees the difference and refuses before anything is written."""
+    tokens = _wordpiece_tokenizer_json(tokenizer_json)[0]
+    path = os.path.join(vocab_dir, "vocab.txt")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            if f.read().splitlines() == tokens:
+                return path
+        fd, path = tempfile.mkstemp(prefix="bertkit-vocab-", suffix=".txt")
+        os.close(fd)
+        atexit.register(lambda: os.path.exists(path) and os.remove(path))
+    else:
+        bertkit_io.ensure_writable_dir(vocab_dir)
+    return write_vocab(tokenizer_json, path)
+
+
 def model_dir_defaults(path, vocab_dir=None, flag="init_checkpoint"):
     """What the model directory of checkpoint `path` gives to the scripts' unset flags: {"model_dir",
     "bert_config_file", "vocab_file", "do_lower_case"}, keys absent when unknown; {} when `path` is not a directory
@@ -653,8 +673,7 @@ def model_dir_defaults(path, vocab_dir=None, flag="init_checkpoint"):
         vocab, lower = _hf_tokenizer_info(model_dir)
         if vocab and os.path.basename(vocab) == TOKENIZER_JSON:
             if vocab_dir:
-                bertkit_io.ensure_writable_dir(vocab_dir)
-                vocab = write_vocab(vocab, os.path.join(vocab_dir, "vocab.txt"))
+                vocab = _vocab_from_tokenizer_json(vocab, vocab_dir)
             else:
                 vocab = None
         if vocab:

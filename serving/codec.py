@@ -202,6 +202,22 @@ def decode_predict_request(doc, input_specs):
     raise InvalidArgument("Missing 'inputs' or 'instances' key")
 
 
+ID_INPUTS = ("input_ids", "input_mask", "segment_ids")
+
+
+def check_id_shapes(arrays):
+    """BERT id inputs (input_ids with input_mask / segment_ids) must have one shape: InvalidArgument naming the two
+    inputs that differ. Other inputs are not looked at."""
+    if "input_ids" not in arrays:
+        return
+    shape = list(np.shape(arrays["input_ids"]))
+    for name in ID_INPUTS[1:]:
+        if name in arrays and list(np.shape(arrays[name])) != shape:
+            raise InvalidArgument(f"input '{name}' has shape {list(np.shape(arrays[name]))} but 'input_ids' has "
+                                  f"shape {shape}: input_ids, input_mask and segment_ids must have the same shape "
+                                  "[batch, length] (one value per token)")
+
+
 def _string_leaf(b, as_bytes):
     if not as_bytes:
         try:

@@ -222,7 +222,16 @@ _ID_KEYS = ("input_ids", "input_mask", "segment_ids")
 
 
 def _ids(input_ids, input_mask, segment_ids):
-    return {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
+    """The id signatures' features; input_mask and segment_ids of another shape than input_ids are an
+    InvalidArgumentError naming them (the trimming to the mask's width would otherwise drop tokens silently)."""
+    checks = [tf.debugging.assert_equal(
+        tf.shape(t), tf.shape(input_ids),
+        message=f"{name} and input_ids must have the same shape [batch, length] (one {name} value per token); "
+                f"shape of {name} (x) vs input_ids (y):") for name, t in (("input_mask", input_mask),
+                                                                         ("segment_ids", segment_ids))]
+    with tf.control_dependencies(checks):
+        return {"input_ids": tf.identity(input_ids), "input_mask": tf.identity(input_mask),
+                "segment_ids": tf.identity(segment_ids)}
 
 
 def _trim(features):

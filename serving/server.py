@@ -172,6 +172,7 @@ class Servable:
             if not spec.shape.is_compatible_with(a.shape):
                 raise InvalidArgument(f"input '{n}' has shape {list(a.shape)} but signature '{sig.name}' expects "
                                       f"{_shape_str(spec.shape)}")
+        codec.check_id_shapes(arrays)
 
     def run(self, sig, arrays):
         """Call the signature (in an executor thread). arrays: {name: np.ndarray} -> {name: np.ndarray}."""

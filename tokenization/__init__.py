@@ -5,10 +5,11 @@
 Every path gives exactly the tokens of `tokenization.reference` (the original Google BERT algorithm):
   * ASCII texts without control characters (the bulk of English text) go through tensorflow-text's
     FastWordpieceTokenizer end to end (its whitespace/punctuation pre-tokenization equals the original's on ASCII, and
-    for ASCII max_bytes_per_word=100 equals max_input_chars_per_word=100), after ASCII lower-casing in Python;
+    for ASCII its max_bytes_per_word equals the original's max_input_chars_per_word), after ASCII lower-casing;
   * other texts are normalised in Python with `str.translate` through a cached per-character table derived from the
     reference itself (`tokenization._charmap`), split on whitespace, and looked up word by word with
-    FastWordpieceTokenizer (words over 100 characters -> [UNK], as in the original);
+    FastWordpieceTokenizer (words over max_input_chars_per_word characters -> [UNK], counted in Python as characters,
+    not bytes, as in the original);
   * the rare texts whose tokenization depends on context beyond one character (capital sigma's final form, reordering
     of non-Mn combining marks, lone surrogates) use the reference directly.
 """
@@ -22,7 +23,8 @@ import bertkit_errors
 from tokenization import _charmap, reference
 
 REQUIRED_TOKENS = ("[UNK]", "[CLS]", "[SEP]", "[MASK]")
-MAX_INPUT_CHARS_PER_WORD = 100
+# The original tokenization.py: WordpieceTokenizer(max_input_chars_per_word=200); HuggingFace uses 100.
+MAX_INPUT_CHARS_PER_WORD = 200
 _BATCH = 8192
 
 __all__ = ["FullTokenizer", "load_vocab", "basic_tokenize", "REQUIRED_TOKENS", "convert_to_unicode"]
@@ -99,15 +101,24 @@ def warn_duplicate_tokens(path, vocab, lines):
     return message
 
 
+def check_max_input_chars(value):
+    """max_input_chars_per_word must be a positive int (words longer than it become [UNK])."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise bertkit_errors.UserError(f"max_input_chars_per_word={value!r}: must be a positive integer")
+    return value
+
+
 class FullTokenizer:
     """Runs end-to-end tokenization (original BERT semantics); batch methods use the fast tensorflow-text path."""
 
-    def __init__(self, vocab_file, do_lower_case=True):
+    def __init__(self, vocab_file, do_lower_case=True, max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD):
         self.vocab_file = os.fspath(vocab_file)
         self.do_lower_case = bool(do_lower_case)
+        self.max_input_chars_per_word = check_max_input_chars(max_input_chars_per_word)
         self.vocab = load_vocab(self.vocab_file)
         self.inv_vocab = {v: k for k, v in self.vocab.items()}
-        self._reference = reference.ReferenceTokenizer(self.vocab, do_lower_case=self.do_lower_case)
+        self._reference = reference.ReferenceTokenizer(self.vocab, do_lower_case=self.do_lower_case,
+                                                       max_input_chars_per_word=self.max_input_chars_per_word)
         self.basic_tokenizer = self._reference.basic_tokenizer
         self.wordpiece_tokenizer = self._reference.wordpiece_tokenizer
         self._table = _charmap.CharTable(self.do_lower_case)
@@ -176,10 +187,12 @@ class FullTokenizer:
             ids = np.asarray([self.vocab[t] for t in tokens], dtype=np.int32)
             common = dict(token_out_type=tf.int32, unknown_token="[UNK]", suffix_indicator="##",
                           support_detokenization=False)
+            # ASCII: one byte per character, so the byte limit is the original's character limit. The word path gets
+            # words already cut to the character limit in Python; its byte limit only has to let them all through.
             e2e = tf_text.FastWordpieceTokenizer(tokens, no_pretokenization=False,
-                                                 max_bytes_per_word=MAX_INPUT_CHARS_PER_WORD, **common)
-            words = tf_text.FastWordpieceTokenizer(tokens, no_pretokenization=True, max_bytes_per_word=4 * 1024,
-                                                   **common)
+                                                 max_bytes_per_word=self.max_input_chars_per_word, **common)
+            words = tf_text.FastWordpieceTokenizer(tokens, no_pretokenization=True,
+                                                   max_bytes_per_word=4 * self.max_input_chars_per_word, **common)
             spec = [tf.TensorSpec([None], tf.string)]
 
             @tf.function(input_signature=spec)
@@ -223,6 +236,7 @@ class FullTokenizer:
         fast_idx, fast_txt = [], []
         slow_idx, slow_words, slow_counts = [], [], []
         table = self._table
+        limit = self.max_input_chars_per_word
         for i, t in enumerate(texts):
             if t.isascii() and not _ASCII_CONTROL.search(t):
                 fast_idx.append(i)
@@ -233,7 +247,7 @@ class FullTokenizer:
                 continue
             words = t.translate(table).split()
             for j, w in enumerate(words):
-                if len(w) > MAX_INPUT_CHARS_PER_WORD:
+                if len(w) > limit:
                     words[j] = "[UNK]"
             slow_idx.append(i)
             slow_counts.append(len(words))

@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 import bertkit_errors
-from tokenization import MAX_INPUT_CHARS_PER_WORD, _charmap, load_vocab
+from tokenization import MAX_INPUT_CHARS_PER_WORD, _charmap, check_max_input_chars, load_vocab
 
 _SENTINEL = "\uffff\uffff"
 
@@ -25,13 +25,15 @@ _SENTINEL = "\uffff\uffff"
 class BertTextPacker(keras.layers.Layer):
     """tf.string [B] (or a pair of them) -> dict input_ids, input_mask, segment_ids, int32 [B, max_seq_length]."""
 
-    def __init__(self, vocab_file, do_lower_case=True, max_seq_length=128, **kwargs):
+    def __init__(self, vocab_file, do_lower_case=True, max_seq_length=128,
+                 max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD, **kwargs):
         super().__init__(trainable=False, **kwargs)
         import tensorflow_text as tf_text
 
         self.vocab_file = os.fspath(vocab_file)
         self.do_lower_case = bool(do_lower_case)
         self.max_seq_length = int(max_seq_length)
+        self.max_input_chars_per_word = check_max_input_chars(max_input_chars_per_word)
         if self.max_seq_length < 3:
             raise bertkit_errors.UserError(f"max_seq_length={max_seq_length}: must be at least 3")
         vocab = load_vocab(self.vocab_file)  # validates the file, gives the special ids
@@ -57,13 +59,15 @@ class BertTextPacker(keras.layers.Layer):
                                           tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
             default_value=-1)
         self._wordpiece = tf_text.WordpieceTokenizer(
-            self._vocab_table, suffix_indicator="##", max_bytes_per_word=8 * MAX_INPUT_CHARS_PER_WORD,
+            # Words over the character limit are already [UNK] (counted in characters in tokenize()); the byte limit
+            # (UTF-8: at most 4 bytes a character) only has to let every shorter word through.
+            self._vocab_table, suffix_indicator="##", max_bytes_per_word=4 * self.max_input_chars_per_word,
             token_out_type=tf.int64, unknown_token="[UNK]")
 
     def get_config(self):
         config = super().get_config()
         config.update(vocab_file=self.vocab_file, do_lower_case=self.do_lower_case,
-                      max_seq_length=self.max_seq_length)
+                      max_seq_length=self.max_seq_length, max_input_chars_per_word=self.max_input_chars_per_word)
         return config
 
     # ---- tokenization -------------------------------------------------------------------------------------------
@@ -85,7 +89,7 @@ class BertTextPacker(keras.layers.Layer):
         """tf.string [B] -> RaggedTensor int32 [B, (tokens)] of wordpiece ids."""
         text = tf.convert_to_tensor(text, dtype=tf.string)
         words = self.basic_tokenize(tf.reshape(text, [-1]))
-        too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > MAX_INPUT_CHARS_PER_WORD
+        too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > self.max_input_chars_per_word
         words = words.with_flat_values(tf.where(too_long, "[UNK]", words.flat_values))
         ids = self._wordpiece.tokenize(words)  # [B, (words), (pieces)]
         return tf.cast(ids.merge_dims(1, 2), tf.int32)

@@ -122,7 +122,7 @@ class BasicTokenizer:
 class WordpieceTokenizer:
     """Greedy longest-match-first WordPiece."""
 
-    def __init__(self, vocab, unk_token="[UNK]", max_input_chars_per_word=100):
+    def __init__(self, vocab, unk_token="[UNK]", max_input_chars_per_word=200):
         self.vocab = vocab
         self.unk_token = unk_token
         self.max_input_chars_per_word = max_input_chars_per_word
@@ -164,10 +164,10 @@ class WordpieceTokenizer:
 class ReferenceTokenizer:
     """The original FullTokenizer: BasicTokenizer then WordpieceTokenizer on each token."""
 
-    def __init__(self, vocab, do_lower_case=True):
+    def __init__(self, vocab, do_lower_case=True, max_input_chars_per_word=200):
         self.vocab = vocab
         self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
-        self.wordpiece_tokenizer = WordpieceTokenizer(vocab=vocab)
+        self.wordpiece_tokenizer = WordpieceTokenizer(vocab=vocab, max_input_chars_per_word=max_input_chars_per_word)
 
     def tokenize(self, text):
         split_tokens = []

@@ -337,3 +337,43 @@ def test_error_is_one_line_and_exit_1(config_file, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --max_seq_length=600: longer than")
     assert "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# issue 19: a rerun into a finished model directory with other settings is refused before anything is written
+
+def _snapshot(d):
+    return {os.path.relpath(os.path.join(r, f), d): open(os.path.join(r, f), "rb").read()
+            for r, _, files in os.walk(d) for f in files}
+
+
+def test_rerun_with_other_settings_leaves_the_model_dir_alone(config_file, tmp_path):
+    out = str(tmp_path / "rte")
+    args = base(config_file, task_name="RTE", data_dir=os.path.join(GLUE, "RTE"), output_dir=out, do_train=True,
+                do_eval=True, num_train_epochs=1.0)
+    run(**args)
+    before = _snapshot(out)
+    assert "dev.tf_record" in before and "vocab.txt" in before
+    cfg = json.load(open(config_file))
+    cfg["num_hidden_layers"] = 1
+    (tmp_path / "other_config.json").write_text(json.dumps(cfg))
+    vocab = open(VOCAB, encoding="utf-8").read().split("\n")
+    vocab[1000], vocab[1001] = vocab[1001], vocab[1000]
+    (tmp_path / "other_vocab.txt").write_text("\n".join(vocab), encoding="utf-8")
+    cases = [
+        (dict(bert_config_file=str(tmp_path / "other_config.json")), "num_hidden_layers=1, but the model in"),
+        (dict(vocab_file=str(tmp_path / "other_vocab.txt")), "first difference at line 1001"),
+        (dict(do_lower_case=False), "--do_lower_case=False: the model in --output_dir="),
+        (dict(max_seq_length=SEQ // 2), f"--max_seq_length={SEQ // 2}: the model in --output_dir="),
+        (dict(task_name="MRPC", data_dir=os.path.join(GLUE, "MRPC")), "labels"),
+        (dict(init_checkpoint=out), "is the same file as --init_checkpoint="),
+    ]
+    for change, expect in cases:
+        with pytest.raises(bertkit_errors.UserError, match=expect):
+            run(**{**args, "do_train": False, "do_predict": True, **change})
+        assert _snapshot(out) == before, change
+    # Same settings, the vocabulary at another path (content, not path): resumes as before.
+    (tmp_path / "same_vocab.txt").write_bytes(open(VOCAB, "rb").read())
+    run(**{**args, "vocab_file": str(tmp_path / "same_vocab.txt")})
+    after = _snapshot(out)
+    assert all(after[k] == before[k] for k in ("bert_config.json", "vocab.txt", "dev.tf_record"))

@@ -342,3 +342,38 @@ def test_init_checkpoint_shape_mismatch_names_variable(corpus, tmp_path):
     assert last.startswith(f"error: --init_checkpoint={prefix}: variable ") and "intermediate" in last, last
     assert "has shape (128,) in the model but (96,) in the checkpoint" in last or \
         "has shape (64, 128) in the model but (64, 96) in the checkpoint" in last, last
+
+
+def _snapshot(d):
+    return {os.path.relpath(os.path.join(r, f), d): open(os.path.join(r, f), "rb").read()
+            for r, _, files in os.walk(d) for f in files}
+
+
+def test_rerun_with_other_settings_leaves_the_model_dir_alone(corpus, tmp_path):
+    """issue 19: a rerun with another config overwrote bert_config.json before the restore failed; now a difference
+    is refused before anything is written (lower-casing and length: test_run_classifier, same check_rerun)."""
+    out = str(tmp_path / "out")
+    r = _run(_cmd(corpus, out, "nsp", steps=2, do_train=True))
+    assert r.returncode == 0, r.stderr[-3000:]
+    before = _snapshot(out)
+    other_config = json.load(open(corpus["config"]))
+    other_config["intermediate_size"] = 96
+    (tmp_path / "other_config.json").write_text(json.dumps(other_config))
+    vocab = open(corpus["vocab"], encoding="utf-8").read().split("\n")
+    vocab[10], vocab[11] = vocab[11], vocab[10]
+    (tmp_path / "other_vocab.txt").write_text("\n".join(vocab), encoding="utf-8")
+    for change, expect in ((dict(bert_config_file=str(tmp_path / "other_config.json")),
+                            "intermediate_size=96, but the model in --output_dir="),
+                           (dict(vocab_file=str(tmp_path / "other_vocab.txt")),
+                            "not the vocabulary the model in --output_dir="),
+                           (dict(init_checkpoint=out), "is the same file as --init_checkpoint=")):
+        r = _run(_cmd(corpus, out, "nsp", steps=4, do_train=True, **change))
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 1 and last.startswith("error: ") and expect in last, (change, r.stderr[-3000:])
+        assert "Traceback" not in r.stderr
+        assert _snapshot(out) == before, change
+    # The same settings (a copy of the vocabulary at another path: content, not path) still resume.
+    (tmp_path / "same_vocab.txt").write_bytes(open(corpus["vocab"], "rb").read())
+    r = _run(_cmd(corpus, out, "nsp", steps=4, do_train=True, vocab_file=str(tmp_path / "same_vocab.txt")))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "(global step 2)" in r.stdout and "training done: global_step=4" in r.stdout, r.stdout[-3000:]

@@ -477,3 +477,45 @@ def test_server_serves_the_export(ex):
         assert sigs["serving_default"]["inputs"]["text_a"]["dtype"] == "DT_STRING"
     finally:
         handle.stop()
+
+
+def test_id_inputs_of_different_lengths_are_an_error_not_a_silent_truncation(ex):
+    """issue 19: serve_ids with a 3-token input_ids and a 2-long input_mask answered for the first 2 tokens."""
+    ids = {"input_ids": [[2, 5, 3]], "input_mask": [[1, 1, 1]], "segment_ids": [[0, 0, 0]]}
+    calls = [(ex["clf_dir"], "serve_ids", {}), (ex["enc_dir"], "serve_ids", {}),
+             (ex["pair_dir"], "serve_ids_speed", {"speed": tf.constant(0.0)})]
+    for path, name, extra in calls:
+        fn = tf.saved_model.load(path).signatures[name]
+        good = {k: tf.constant(v, tf.int32) for k, v in ids.items()}
+        fn(**good, **extra)  # equal shapes: runs
+        for bad_name, bad in (("input_mask", [[1, 1]]), ("segment_ids", [[0, 0, 0, 0]]), ("input_mask", [[1], [1]])):
+            feed = {**good, bad_name: tf.constant(bad, tf.int32)}
+            with pytest.raises(tf.errors.InvalidArgumentError, match=f"{bad_name} and input_ids must have the same"):
+                fn(**feed, **extra)
+
+    import urllib.error
+
+    from serving import server
+    handle = server.start_server_thread([ModelSpecConfig(name="bert", base_path=str(ex["tmp"] / "clf"))],
+                                        file_system_poll_wait_seconds=0)
+    try:
+        def post(body):
+            req = urllib.request.Request(handle.url + "/v1/models/bert:predict", data=json.dumps(body).encode(),
+                                         method="POST", headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        status, doc = post({"signature_name": "serve_ids", "instances": [
+            {"input_ids": [2, 5, 3], "input_mask": [1, 1], "segment_ids": [0, 0, 0]}]})
+        assert status == 400 and "'input_mask' has shape [1, 2] but 'input_ids' has shape [1, 3]" in doc["error"]
+        status, doc = post({"signature_name": "serve_ids", "inputs": {
+            "input_ids": [[2, 5, 3]], "input_mask": [[1, 1, 1]], "segment_ids": [[0, 0]]}})
+        assert status == 400 and "'segment_ids' has shape [1, 2]" in doc["error"]
+        status, doc = post({"signature_name": "serve_ids", "instances": [
+            {"input_ids": [2, 5, 3], "input_mask": [1, 1, 1], "segment_ids": [0, 0, 0]}]})
+        assert status == 200 and len(doc["predictions"]) == 1
+    finally:
+        handle.stop()

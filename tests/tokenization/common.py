@@ -14,7 +14,7 @@ HARD_CASES = [
     "wait\u2026 really\u2026\u2026 ...", "\uff26\uff55\uff4c\uff4c\uff57\uff49\uff44\uff54\uff48 \uff01\uff1f",
     "\ufb01ne \ufb02ow \u0132 \u00df STRASSE \u212b \u2126 \u00b5", "\U0001F600 \U0001F44D\U0001F3FD \u2764\ufe0f x\U0001F600y",
     "\u0130stanbul \u0049\u0307 DI\u0307ye", "\u039f\u0394\u039f\u03a3 \u03a3\u0391\u03a3 \u0391\u03a3'\u0392 \u03a3",
-    "\u037e\u0387\u1fef\u1fed", "a" * 100, "b" * 101, "\u00e9" * 100 + " " + "\u00e9" * 101,
+    "\u037e\u0387\u1fef\u1fed", "a" * 200, "b" * 201, "\u00e9" * 200 + " " + "\u00e9" * 201,
     "x" * 60 + "\u00e9" * 30, "tab\tseparated\tvalues\nnew line", "MiXeD CaSe WoRdS", "\u0627\u0644\u0639\u0631\u0628\u064a\u0629 \u05e2\u05d1\u05e8\u05d9\u05ea",
     "\u0e20\u0e32\u0e29\u0e32\u0e44\u0e17\u0e22 \u0928\u092e\u0938\u094d\u0924\u0947", "\U0001D15F\U0001D165\U0001D16E x", "\u2160\u2170 \u24b6\u24d0 \u1e9e",
     "\u00bd \u00b2 \u2153 \u00a3600m \u20ac5", "don't can't it's", "##hash ##", "[CLS] [SEP] [MASK] [UNK]",

@@ -47,7 +47,7 @@ def test_reference_matches_original_examples():
         "HeLLo", "!", "how", "Are", "yoU", "?"]
     wp = reference.WordpieceTokenizer(vocab)
     assert wp.tokenize("unwantedX running") == ["[UNK]", "runn", "##ing"]
-    assert wp.tokenize("a" * 101) == ["[UNK]"]
+    assert wp.tokenize("a" * 201) == ["[UNK]"]  # the original's max_input_chars_per_word=200
 
 
 @pytest.mark.parametrize("which", ["uncased", "cased_on_uncased_vocab"])
@@ -77,8 +77,8 @@ def test_known_fast_bert_differences_are_fixed(uncased):
     assert uncased.tokenize("\ufb01ne")[0] != "fine"
     assert uncased.tokenize("wait\u2026") == ["wait", "\u2026"]
     assert uncased.tokenize("ab\x07cd") == uncased._reference.tokenize("abcd")
-    assert uncased.tokenize("\u00e9" * 101) == ["[UNK]"]          # 101 chars, 202 bytes
-    assert uncased.tokenize("\u00e9" * 60) != ["[UNK]"]           # 60 chars, 120 bytes > 100 bytes
+    assert uncased.tokenize("\u00e9" * 201) == ["[UNK]"]          # 201 chars, 402 bytes
+    assert uncased.tokenize("\u00e9" * 150) != ["[UNK]"]          # 150 chars, 300 bytes > 200 bytes
     assert uncased.tokenize("\u039f\u0394\u039f\u03a3") == uncased._reference.tokenize("\u039f\u0394\u039f\u03a3")
 
 
