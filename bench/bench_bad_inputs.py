@@ -355,7 +355,10 @@ def run_case(ctx, case):
                 (p, in_before[p], tree_hashes(p)) for p in inputs if p not in models]:
             diff = compare_models(b, a)
             if diff.get("modified") or diff.get("deleted"):
-                changed.append(os.path.join(p, (diff.get("modified") or diff.get("deleted"))[0]))
+                rel = (diff.get("modified") or diff.get("deleted"))[0]
+                entry = os.path.join(p, rel) if rel else p
+                if entry not in changed:
+                    changed.append(entry)
             elif diff.get("added"):
                 added.append(os.path.join(p, diff["added"][0]))
         mc = {}
@@ -841,9 +844,9 @@ def cases():
     E("cfd-output-is-file", CFD, ["--task_name=bbc", "--data_dir={data}", "--vocab_file={vocab}",
                                   f"--max_seq_length={SEQ}", "--output_dir={d}/f.txt"], ["output_dir", "f.txt"],
       setup=lambda c, d: write(os.path.join(d, "f.txt"), "keep me\n"))
-    E("cfd-output-is-data-dir", CFD, ["--task_name=bbc", "--data_dir={d}/data", "--vocab_file={vocab}",
-                                      f"--max_seq_length={SEQ}", "--output_dir={d}/data/.."],
-      ["output_dir", "data_dir"], setup=copy_of("data", "data"))
+    E("cfd-output-into-model-dir", CFD, ["--task_name=bbc", "--data_dir={data}", "--vocab_file={vocab}",
+                                         "--max_seq_length=64", "--output_dir={d}/clf"],
+      ["output_dir", "clf", "task_meta"], setup=copy_of("clf", "clf"), models=("{d}/clf",))
     E("cfd-custom-no-columns", CFD, ["--task_name=custom", "--data_dir={data}"] + cf_base,
       ["text_a_column", "column"], no_new=NF)
     E("cfd-custom-bad-column", CFD, ["--task_name=custom", "--data_dir={data}", "--text_a_column=body",
@@ -863,7 +866,8 @@ def cases():
         return tmpfs(os.path.join(d, "full"), size="8k")
     E("cfd-disk-full", CFD, ["--task_name=bbc", "--data_dir={data}", "--vocab_file={vocab}",
                              f"--max_seq_length={SEQ}", "--output_dir={d}/full"], ["full", "space", "output_dir"],
-      setup=cfd_disk_full, no_new=("{d}/full/train.tf_record", "{d}/full/dev.tf_record", "{d}/full/task_meta.json"))
+      # complete per-split files may stay; task_meta.json is what marks the set finished (run_classifier reads it)
+      setup=cfd_disk_full, no_new=("{d}/full/task_meta.json",))
 
     # ---------------------------------------------------------------------------------------- run_pretraining
     rp_base = ["--vocab_file={vocab}", f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PRED}",
@@ -950,25 +954,23 @@ def cases():
                                  "--do_train"] + rp_base, ["ro", "output_dir", "read-only"], setup=ro_mount("ro"))
 
     def rp_kill_resume(ctx, case, d):
-        """SIGKILL after the first checkpoint, rerun: it resumes from that checkpoint and ends at the last step."""
+        """SIGKILL after the first checkpoint, rerun the same command: it resumes and ends at the last step (40)."""
         out = os.path.join(d, "out")
         argv = ["run_pretraining.py", f"--bert_config_file={ctx.fx.config}", f"--input_file={ctx.fx.records}",
                 f"--output_dir={out}", f"--vocab_file={ctx.fx.vocab}", "--do_train", f"--max_seq_length={SEQ}",
-                f"--max_predictions_per_seq={PRED}", "--train_batch_size=4", "--num_train_steps=400",
+                f"--max_predictions_per_seq={PRED}", "--train_batch_size=4", "--num_train_steps=40",
                 "--num_warmup_steps=1", "--save_checkpoints_steps=2", "--iterations_per_loop=1", "--seed=1",
                 "--nodo_export"]
         killed = kill_when(argv, lambda: bool(ckpt_steps(out)), timeout=300)
         if not killed:
             return Result("-", "run finished before it could be killed", "skip")
         first = ckpt_steps(out)
-        argv2 = [a if not a.startswith("--num_train_steps") else f"--num_train_steps={max(first) + 4}"
-                 for a in argv]
-        rc, so, se = run_process(ctx, Case("", "run_pretraining.py"), d, argv2[1:], timeout=400)
+        rc, so, se = run_process(ctx, Case("", "run_pretraining.py"), d, argv[1:], timeout=500)
         if rc != 0:
             return proc_result(rc, so, se, "weak", "rerun after kill failed")
         steps = ckpt_steps(out)
         text = so + se
-        if not steps or max(steps) != max(first) + 4:
+        if not steps or max(steps) != 40:
             return proc_result(rc, so, se, "fail", f"checkpoints after resume: {steps} (killed at {first})")
         if temp_leftovers(out):
             return proc_result(rc, so, se, "weak", f"leftovers: {temp_leftovers(out)[:3]}")
@@ -1256,7 +1258,8 @@ def cases():
       ["in.tsv", "output_file"], setup=small_tsv)
     E("ad-output-is-input-symlink", AD, ["--input_file={d}/in.tsv", "--output_file={d}/ln.tsv"] + ad_base,
       ["in.tsv", "ln.tsv", "output_file"],
-      setup=seq(small_tsv, lambda c, d: os.symlink(os.path.join(d, "in.tsv"), os.path.join(d, "ln.tsv"))), zero_is_weak=True)
+      setup=seq(small_tsv, lambda c, d: os.symlink(os.path.join(d, "in.tsv"), os.path.join(d, "ln.tsv"))),
+      zero_is_weak=True)
     E("ad-output-is-input-dotdot", AD, ["--input_file={d}/in.tsv", "--output_file={d}/x/../in.tsv"] + ad_base,
       ["in.tsv", "output_file"], setup=seq(small_tsv, lambda c, d: os.makedirs(os.path.join(d, "x"))))
     E("ad-output-format-differs", AD, ["--input_file={d}/in.tsv", "--output_file={d}/aug.jsonl"] + ad_base,
