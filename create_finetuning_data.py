@@ -8,6 +8,8 @@
 
 See data/processors.py for the file layouts and data/finetuning.py for the record format.
 """
+import os
+
 from absl import flags
 
 import bertkit_errors
@@ -51,12 +53,15 @@ def main(argv):
     from tokenization import FullTokenizer
 
     processor = processors.processor_from_flags(FLAGS)
+    if os.path.isfile(os.path.join(FLAGS.output_dir, "checkpoint")):
+        raise UserError(f"--output_dir={FLAGS.output_dir}: holds a trained model (its records belong to it); write "
+                        "the records into another directory")
     bertkit_io.check_output_dir(FLAGS.output_dir)
     tokenizer = FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
     meta = finetuning.write_task_records(
         processor, FLAGS.data_dir, tokenizer, FLAGS.output_dir, FLAGS.max_seq_length, splits=FLAGS.splits,
         pad_to_multiple_of=FLAGS.pad_to_multiple_of or None, vocab_file=FLAGS.vocab_file,
-        do_lower_case=FLAGS.do_lower_case)
+        do_lower_case=FLAGS.do_lower_case, replace_other=False)
     for split, info in meta["splits"].items():
         print(f"{split}: {info['num_real_examples']} examples ({info['num_examples']} records, "
               f"{info['num_truncated']} truncated) -> {info['file']}")

@@ -230,13 +230,14 @@ def read_task_meta(output_dir):
 
 
 def write_task_records(processor, data_dir, tokenizer, output_dir, max_seq_length, splits=None,
-                       pad_to_multiple_of=None, vocab_file=None, do_lower_case=None):
+                       pad_to_multiple_of=None, vocab_file=None, do_lower_case=None, replace_other=True):
     """Read each split with `processor`, pack, write `<split>.tf_record` and `task_meta.json`; return the metadata.
 
     `pad_to_multiple_of` pads dev and test splits (never train) with is_real_example=0 records to a multiple of it
     (the original BERT did this for TPU eval/predict batches). When output_dir already holds records written with
     the same task, labels, vocab and max_seq_length, their entries stay in the metadata; otherwise the old record
-    files named by the old metadata are removed, so the directory never mixes incompatible records.
+    files named by the old metadata are removed, so the directory never mixes incompatible records
+    (replace_other=False: a UserError naming the first different setting instead, before anything is written).
     """
     bertkit_io.ensure_writable_dir(output_dir)
     names = resolve_splits(processor, splits)
@@ -270,7 +271,13 @@ def write_task_records(processor, data_dir, tokenizer, output_dir, max_seq_lengt
 
     old = read_task_meta(output_dir)
     if old is not None:
-        if all(old.get(k) == meta.get(k) for k in _META_KEYS):
+        other = [k for k in _META_KEYS if old.get(k) != meta.get(k)]
+        if other and not replace_other:
+            key = other[0]
+            raise UserError(f"--output_dir={output_dir}: holds records written with {key}={old.get(key)!r}, not "
+                            f"{meta.get(key)!r} (its {META_FILE}); give another --output_dir, or remove those "
+                            "records first")
+        if not other:
             meta["splits"].update({k: v for k, v in old.get("splits", {}).items() if k not in names})
         else:
             for split, info in old.get("splits", {}).items():

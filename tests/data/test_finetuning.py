@@ -218,3 +218,25 @@ def test_create_finetuning_data_script_end_to_end(tmp_path, tokenizer):
     assert r.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "dev.jsonl:2: unknown label '4'" in r.stderr and "Traceback" not in r.stderr
     assert os.listdir(tmp_path / "bad") == []
+
+
+def test_create_finetuning_data_refuses_other_settings_and_model_dirs(tmp_path):
+    """Records of other settings are never replaced by create_finetuning_data.py, nor a trained model's records."""
+    out = tmp_path / "mrpc"
+    common = ["--task_name=MRPC", f"--data_dir={GLUE}/MRPC", f"--vocab_file={VOCAB}", "--do_lower_case",
+              f"--output_dir={out}"]
+    assert _run_script(common + ["--max_seq_length=24"]).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = _run_script(common + ["--max_seq_length=32"])
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"error: --output_dir={out}: holds records written with max_seq_length=24, not 32 (its task_meta.json); "
+        "give another --output_dir, or remove those records first")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert _run_script(common + ["--max_seq_length=24"]).returncode == 0  # the same settings: rewritten as before
+
+    (out / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = _run_script(common + ["--max_seq_length=24"])
+    assert r.returncode == 1 and "holds a trained model" in r.stderr.strip().splitlines()[-1]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
