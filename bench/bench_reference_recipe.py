@@ -9,6 +9,7 @@ resumes an interrupted one and does not train a finished one again).
 
     .venv/bin/python bench/bench_reference_recipe.py --output_dir=/tmp/recipe            # seeds 1,2,3, 5 epochs
     .venv/bin/python bench/bench_reference_recipe.py --output_dir=/tmp/recipe --seeds=1 --epochs=1   # a short run
+    .venv/bin/python bench/bench_reference_recipe.py --output_dir=/tmp/recipe --report_only   # the table so far
 
 The reference's 3-epoch and 5-epoch figures are separate HuggingFace runs (a 3-epoch and a 5-epoch schedule); the
 issue compares both with this run's epochs 3 and 5 of one 5-epoch schedule, and so does the table here.
@@ -40,6 +41,8 @@ flags.DEFINE_integer("max_seq_length", 128, "--max_seq_length.")
 flags.DEFINE_float("learning_rate", 1e-4, "--learning_rate.")
 flags.DEFINE_integer("train_batch_size", 16, "--train_batch_size.")
 flags.DEFINE_integer("eval_batch_size", 32, "--eval_batch_size.")
+flags.DEFINE_bool("report_only", False, "Run nothing: print the table of the runs already in <output_dir>/seed_<N> "
+                  "(finished or not; a seed_<N> may be a link to a run made elsewhere with the same recipe).")
 
 # The issue's reference: HuggingFace transformers + torch from the same weights on the same split, one run per seed.
 REFERENCE = {3: (96.17, 96.62, 97.75), 5: (96.17, 97.07, 96.85)}
@@ -138,7 +141,10 @@ def format_table(seeds, accuracies):
         ref = REFERENCE_MEAN.get(e)
         diff = mean - ref if mean is not None and ref is not None else None
         verdict = ""
-        if diff is not None:
+        done = sum(v is not None for v in row)
+        if diff is not None and done < len(row):
+            verdict = f"  ({done} of {len(row)} seeds so far)"
+        elif diff is not None:
             verdict = "  within 0.5" if abs(diff) <= TOLERANCE else "  OFF BY MORE THAN 0.5"
         lines.append(f"{e:>5} " + "".join(f" {_cell(v)}" for v in row) + f" {_cell(mean)} {_cell(ref)}"
                      + (f" {diff:+12.2f}{verdict}" if diff is not None else f" {'-':>12}"))
@@ -163,6 +169,17 @@ def main(argv):
         raise SystemExit(f"error: --seeds={FLAGS.seeds}: expected comma-separated integers") from None
     if not seeds:
         raise SystemExit(f"error: --seeds={FLAGS.seeds}: no seed given")
+    if FLAGS.report_only:
+        accuracies = {}
+        for seed in seeds:
+            run_dir = os.path.join(FLAGS.output_dir, f"seed_{seed}")
+            if not os.path.isfile(os.path.join(run_dir, "task_meta.json")):
+                print(f"seed {seed}: no run in {run_dir} yet")
+                accuracies[seed] = [None] * FLAGS.epochs
+                continue
+            accuracies[seed] = epoch_accuracies(run_dir, FLAGS.epochs, FLAGS.train_batch_size)
+        print_tables(seeds, accuracies)
+        return
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     model_dir = FLAGS.init_checkpoint or packaged.minilm_dir()
     data_dir = FLAGS.data_dir or ensure_data(FLAGS.output_dir)
@@ -174,7 +191,12 @@ def main(argv):
         run_dir = run_seed(seed, data_dir, model_dir, model_flags)
         accuracies[seed] = epoch_accuracies(run_dir, FLAGS.epochs, FLAGS.train_batch_size)
         print("dev accuracy (%) after each epoch: " + ", ".join(_cell(a, 0) for a in accuracies[seed]), flush=True)
-    print("\nbertkit run_classifier.py, BBC dev accuracy (%) after each epoch:")
+    print()
+    print_tables(seeds, accuracies)
+
+
+def print_tables(seeds, accuracies):
+    print("bertkit run_classifier.py, BBC dev accuracy (%) after each epoch:")
     print(format_table(seeds, accuracies))
     print()
     print(format_reference())

@@ -47,3 +47,13 @@ def test_bench_reference_recipe_runs_each_seed_and_prints_the_table(tiny_hf_dir,
         assert abs(100 * only["accuracy"] - value) < 0.006, out
     assert "HuggingFace reference (issue 18; separate 3- and 5-epoch runs):" in out
     assert re.search(r"^\s+5\s+96.17\s+97.07\s+96.85\s+96.70$", out, re.M), out
+
+    # --report_only runs nothing and prints the same table; a seed without a run is a row of dashes
+    report = subprocess.run(cmd[:-4] + ["--seeds=1,2,7", "--epochs=1", "--train_batch_size=8", "--report_only"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    assert "run_classifier.py --task_name" not in report.stdout
+    assert f"seed 7: no run in {out_dir}/seed_7 yet" in report.stdout
+    row = [line for line in report.stdout.splitlines() if line.split()[:1] == ["1"]]
+    assert len(row) == 1 and row[0].split()[1:3] == cells[1:3] and row[0].split()[3] == "-", report.stdout
