@@ -201,6 +201,7 @@ def bench_batch_size(batch_size, model_dir, config):
     batch = make_batch(batch_size, FLAGS.max_seq_length, config.vocab_size, FLAGS.num_labels, seed=batch_size)
     bertkit = BertkitSide(model_dir, config, batch, FLAGS.num_labels)
     hf = HFSide(model_dir, batch, FLAGS.num_labels)
+    print(f"  HuggingFace attention implementation: {hf.model.config._attn_implementation}", flush=True)
     bk_times, hf_phases, bk_phases = [], [], []
     for r in range(FLAGS.rounds):
         bk = bertkit.round(FLAGS.warmup, FLAGS.steps)

@@ -19,6 +19,7 @@ def test_bench_finetune_prints_both_sides_the_ratio_and_the_phases(tiny_hf_dir):
     out = proc.stdout
     assert re.search(r"\(2 layers, hidden 32, 2 heads, intermediate 64, vocab \d+\); TensorFlow \S+ intra-op threads "
                      r"1, torch \S+ threads 1", out), out
+    assert re.search(r"HuggingFace attention implementation: \S+", out), out
     assert re.search(rf"batch 2 round 1: bertkit {NUMBER} examples/s, HuggingFace {NUMBER} examples/s", out), out
     assert re.search(rf"batch 2, length 16: bertkit {NUMBER} examples/s \(\d+ ms/step\), HuggingFace {NUMBER} "
                      rf"examples/s \(\d+ ms/step\), bertkit / HuggingFace {NUMBER}x", out), out
