@@ -341,7 +341,7 @@ def main(argv):
         [("init_checkpoint", bertkit_io.checkpoint_dir(FLAGS.init_checkpoint)),
          ("teacher_checkpoint", bertkit_io.checkpoint_dir(FLAGS.teacher_checkpoint)),
          ("bert_config_file", FLAGS.bert_config_file), ("vocab_file", FLAGS.vocab_file),
-         ("distill_file", FLAGS.distill_file)])
+         ("distill_file", FLAGS.distill_file), ("data_dir", FLAGS.data_dir)])
     bertkit_io.check_output_dir(FLAGS.output_dir)
 
     from training import distribution

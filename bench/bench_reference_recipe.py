@@ -50,32 +50,6 @@ REFERENCE_MEAN = {3: 96.85, 5: 96.70}
 TOLERANCE = 0.5
 
 
-def hf_dir_flags(model_dir, work_dir):
-    """run_classifier.py flags naming the model files of a HuggingFace BERT directory that has tokenizer.json but no
-    vocab.txt: --bert_config_file=<dir>/config.json, --vocab_file=<a vocab.txt written from tokenizer.json's
-    model.vocab, ids in order> and --do_lower_case from its normalizer. (To be replaced by run_classifier.py reading
-    such a directory itself, once it does.)"""
-    config = os.path.join(model_dir, "config.json")
-    vocab_file = os.path.join(model_dir, "vocab.txt")
-    lower = True
-    tokenizer_json = os.path.join(model_dir, "tokenizer.json")
-    if os.path.isfile(tokenizer_json):
-        with open(tokenizer_json, encoding="utf-8") as f:
-            tok = json.load(f)
-        lower = bool((tok.get("normalizer") or {}).get("lowercase", True))
-        if not os.path.isfile(vocab_file):
-            vocab = tok["model"]["vocab"]
-            tokens = sorted(vocab, key=vocab.get)
-            if [vocab[t] for t in tokens] != list(range(len(tokens))):
-                raise SystemExit(f"error: {tokenizer_json}: model.vocab ids are not 0..{len(tokens) - 1}")
-            vocab_file = os.path.join(work_dir, "vocab.txt")
-            tmp = f"{vocab_file}.tmp-{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write("".join(t + "\n" for t in tokens))
-            os.replace(tmp, vocab_file)
-    return [f"--bert_config_file={config}", f"--vocab_file={vocab_file}", f"--do_lower_case={str(lower).lower()}"]
-
-
 def ensure_data(output_dir):
     data_dir = os.path.join(output_dir, "data")
     if not (os.path.isfile(os.path.join(data_dir, "train.tsv")) and os.path.isfile(os.path.join(data_dir, "dev.tsv"))):
@@ -85,10 +59,10 @@ def ensure_data(output_dir):
     return data_dir
 
 
-def run_seed(seed, data_dir, model_dir, model_flags):
+def run_seed(seed, data_dir, model_dir):
     out = os.path.join(FLAGS.output_dir, f"seed_{seed}")
     cmd = [sys.executable, os.path.join(ROOT, "run_classifier.py"), "--task_name=bbc", "--do_train", "--do_eval",
-           f"--data_dir={data_dir}", f"--init_checkpoint={model_dir}", *model_flags,
+           f"--data_dir={data_dir}", f"--init_checkpoint={model_dir}",
            f"--max_seq_length={FLAGS.max_seq_length}", f"--train_batch_size={FLAGS.train_batch_size}",
            f"--eval_batch_size={FLAGS.eval_batch_size}", f"--learning_rate={FLAGS.learning_rate:g}",
            f"--num_train_epochs={FLAGS.epochs}", "--warmup_proportion=0.1", f"--seed={seed}", f"--output_dir={out}"]
@@ -183,12 +157,11 @@ def main(argv):
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     model_dir = FLAGS.init_checkpoint or packaged.minilm_dir()
     data_dir = FLAGS.data_dir or ensure_data(FLAGS.output_dir)
-    model_flags = hf_dir_flags(model_dir, FLAGS.output_dir)
     print(f"recipe: learning rate {FLAGS.learning_rate:g}, batch {FLAGS.train_batch_size}, length "
           f"{FLAGS.max_seq_length}, {FLAGS.epochs} epochs, 10% warm-up, seeds {','.join(map(str, seeds))}", flush=True)
     accuracies = {}
     for seed in seeds:
-        run_dir = run_seed(seed, data_dir, model_dir, model_flags)
+        run_dir = run_seed(seed, data_dir, model_dir)
         accuracies[seed] = epoch_accuracies(run_dir, FLAGS.epochs, FLAGS.train_batch_size)
         print("dev accuracy (%) after each epoch: " + ", ".join(_cell(a, 0) for a in accuracies[seed]), flush=True)
     print()

@@ -110,3 +110,13 @@ def test_convert_and_export_refuse_to_write_over_their_input(tmp_path):
     _refused(_script("export_model.py", f"--init_checkpoint={model}", f"--export_dir={model}/vocab.txt"),
              "export_dir", "init_checkpoint")
     assert {p: (model / p).read_bytes() for p in os.listdir(model)} == before
+
+
+def test_run_classifier_refuses_the_data_dir_as_output_dir(tmp_path):
+    data = tmp_path / "RTE"
+    shutil.copytree(os.path.join(ROOT, "tests", "fixtures", "glue", "RTE"), data)
+    before = sorted(os.listdir(data))
+    proc = _script("run_classifier.py", "--task_name=RTE", f"--data_dir={data}", f"--output_dir={data}/.",
+                   f"--vocab_file={VOCAB}", f"--bert_config_file={ROOT}/configs/tiny_bert.json", "--do_train")
+    _refused(proc, "output_dir", "data_dir")
+    assert sorted(os.listdir(data)) == before
