@@ -1,11 +1,18 @@
 """`make demo`: the whole bertkit pipeline on the BBC News data set, from raw text to a served model.
 
+The default recipe (`--recipe=minilm`, `make demo`) takes the packaged all-MiniLM-L6-v2 as the teacher: fine-tune
+it, distil a 4-layer TinyBERT student from it (general distillation on the BBC corpus, then task distillation:
+intermediate layers, then predictions), self-distil FastBERT branches onto it, export and serve the teacher, the
+student and FastBERT, and print a summary next to a TF-IDF + logistic regression baseline. `--recipe=scratch`
+(`make demo-scratch`) pretrains a small teacher from scratch (MLM + NSP) first and distils from that.
+
 Every step is a real command line of the user-facing scripts, printed before it runs so it can be copied. A step
 that finished before (its `.done` marker exists under --output_dir/steps/) is reused, so a second `make demo` only
 redoes what is missing; an interrupted training step resumes from its last checkpoint.
 
-    python demo.py --output_dir=demo_output          # the full demo (a few minutes per training step on 2 cores)
-    python demo.py --output_dir=/tmp/d --fast        # the minimal version (tests run it)
+    python demo.py --output_dir=demo_output                      # the full demo
+    python demo.py --output_dir=demo_scratch --recipe=scratch    # the from-scratch pipeline
+    python demo.py --output_dir=/tmp/d --fast                    # the minimal version (tests run it)
 """
 import json
 import os
