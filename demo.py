@@ -64,6 +64,7 @@ class Plan:
             self.teacher_epochs = 1 if fast else 2
             self.teacher_lr = 1e-4
             self.distill_steps = 10 if fast else 300
+            self.layer_mapping = "uniform" if fast else "0:1,1:2,2:4,3:5"   # 4 student layers onto MiniLM's 6
             self.intermediate_epochs = 1 if fast else 3   # TinyBERT task distillation, intermediate layers
             self.epochs = 1 if fast else 3                # TinyBERT task distillation, predictions
             self.fastbert_epochs = 1 if fast else 2
@@ -310,7 +311,8 @@ def minilm_recipe(demo, data):
     student_gen = d("student_general")
     demo.step("student_general", "TinyBERT general distillation: a 4-layer student learns MiniLM's layers", [
         "run_pretraining.py", f"--bert_config_file={p.student_config}", f"--teacher_config_file={hf_config}",
-        f"--teacher_checkpoint={hf_dir}", f"--input_file={records}", f"--output_dir={student_gen}",
+        f"--teacher_checkpoint={hf_dir}", f"--layer_mapping={p.layer_mapping}", f"--input_file={records}",
+        f"--output_dir={student_gen}",
         f"--vocab_file={vocab}", "--do_train", f"--max_seq_length={p.pretrain_seq}",
         f"--max_predictions_per_seq={p.max_predictions}", f"--train_batch_size={p.batch}",
         f"--num_train_steps={p.distill_steps}", f"--num_warmup_steps={max(1, p.distill_steps // 10)}",
@@ -320,12 +322,14 @@ def minilm_recipe(demo, data):
     student_mid, student_cls = d("student_intermediate"), d("student_classifier")
     demo.step("student_intermediate", "TinyBERT task distillation, stage 1: intermediate layers", [
         "run_classifier.py", f"--bert_config_file={p.student_config}", f"--init_checkpoint={student_gen}",
-        f"--teacher_checkpoint={teacher_cls}", "--distill_stage=intermediate", f"--output_dir={student_mid}",
+        f"--teacher_checkpoint={teacher_cls}", f"--layer_mapping={p.layer_mapping}", "--distill_stage=intermediate",
+        f"--output_dir={student_mid}",
         *common, "--do_train", f"--num_train_epochs={p.intermediate_epochs}", "--learning_rate=1e-3",
         "--warmup_proportion=0.1"])
     demo.step("student_classifier", "TinyBERT task distillation, stage 2: predictions; export the student", [
         "run_classifier.py", f"--bert_config_file={p.student_config}", f"--init_checkpoint={student_mid}",
-        f"--teacher_checkpoint={teacher_cls}", "--distill_stage=prediction", f"--output_dir={student_cls}",
+        f"--teacher_checkpoint={teacher_cls}", f"--layer_mapping={p.layer_mapping}", "--distill_stage=prediction",
+        f"--output_dir={student_cls}",
         *common, "--do_train", "--do_eval", "--do_export", f"--num_train_epochs={p.epochs}",
         "--learning_rate=1e-3", "--warmup_proportion=0.1"])
 
