@@ -1,4 +1,5 @@
-# bertkit: `make demo` runs the whole pipeline on the bundled BBC News data, `make test` runs the test suite.
+# bertkit: `make demo` runs the whole pipeline on the bundled BBC News data with the packaged MiniLM as the teacher,
+# `make demo-scratch` the same with a small teacher pretrained from scratch, `make test` runs the test suite.
 # Each target creates the virtual environment it needs when missing.
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +8,7 @@ OUT ?= demo_output
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test venv venv-dev bench clean
+.PHONY: demo demo-scratch test venv venv-dev bench clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,9 @@ venv-dev: $(VENV)/.dev
 
 demo: $(VENV)/.runtime
 	$(PY) demo.py --output_dir=$(OUT) $(if $(FAST),--fast,)
+
+demo-scratch: $(VENV)/.runtime
+	$(PY) demo.py --recipe=scratch --output_dir=$(OUT)-scratch $(if $(FAST),--fast,)
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q tests
