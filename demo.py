@@ -90,7 +90,9 @@ class Demo:
         self.out = os.path.abspath(output_dir)
         self.plan = plan
         self.steps_dir = os.path.join(self.out, "steps")
-        os.makedirs(self.steps_dir, exist_ok=True)
+        if not FLAGS.dry_run:  # a dry run only prints the commands
+            bertkit_io.check_output_dir(self.out)
+            os.makedirs(self.steps_dir, exist_ok=True)
         self.timings = {}       # step -> wall seconds
         self.cpu_timings = {}   # step -> CPU seconds of its process (on a shared machine wall time says little)
         self.n = 0
@@ -251,6 +253,8 @@ def read_results(path):
 
 def main(argv):
     del argv
+    if not 0 <= FLAGS.port <= 65535:
+        raise bertkit_errors.UserError(f"--port={FLAGS.port}: not a port number (0-65535; 0 picks a free one)")
     plan = Plan(FLAGS.recipe, FLAGS.fast, FLAGS.seed)
     demo = Demo(FLAGS.output_dir, plan)
     print(f"bertkit demo ({plan.recipe} recipe): outputs under {demo.out}" + (" (fast version)" if plan.fast else ""),
@@ -271,35 +275,22 @@ def main(argv):
     summary(demo, data, models)
 
 
-def minilm_teacher(demo):
-    """The packaged all-MiniLM-L6-v2 (a HuggingFace directory) -> (model dir, config.json, vocab.txt)."""
-    hf_dir = packaged.minilm_dir()
-    print(f"\n=== teacher: the packaged all-MiniLM-L6-v2 (6 layers, hidden 384), unpacked at {hf_dir}", flush=True)
-    # WORKAROUND until branch h-a merges (run_classifier.py / run_pretraining.py then read an HF directory's
-    # tokenizer.json and config.json themselves): write vocab.txt from tokenizer.json's model.vocab and pass
-    # --bert_config_file / --teacher_config_file / --vocab_file explicitly. After the merge: drop this block, return
-    # (hf_dir, None, None) and let the steps below leave those flags out.
-    vocab = demo.path("teacher_vocab.txt")
-    if not os.path.exists(vocab):
-        with open(os.path.join(hf_dir, "tokenizer.json"), encoding="utf-8") as f:
-            ids = json.load(f)["model"]["vocab"]
-        with bertkit_io.atomic_write(vocab) as f:
-            f.writelines(t + "\n" for t, _ in sorted(ids.items(), key=lambda kv: kv[1]))
-    return hf_dir, os.path.join(hf_dir, "config.json"), vocab
-
-
 def minilm_recipe(demo, data):
     """Fine-tune the packaged MiniLM, distil a 4-layer TinyBERT student from it, self-distil FastBERT branches."""
     p, d = demo.plan, demo.path
-    hf_dir, hf_config, vocab = minilm_teacher(demo)
-    common = ["--task_name=bbc", f"--data_dir={data}", f"--vocab_file={vocab}", "--do_lower_case",
-              f"--max_seq_length={p.finetune_seq}", f"--train_batch_size={p.finetune_batch}", "--eval_batch_size=32",
-              "--predict_batch_size=32", f"--seed={p.seed}"]
-
+    hf_dir = packaged.minilm_dir()
+    print(f"\n=== teacher: the packaged all-MiniLM-L6-v2 (6 layers, hidden 384), unpacked at {hf_dir}", flush=True)
     teacher_cls = d("teacher_classifier")
+    vocab = os.path.join(teacher_cls, "vocab.txt")  # written by the first step from the teacher's tokenizer.json
+    task = ["--task_name=bbc", f"--data_dir={data}", f"--max_seq_length={p.finetune_seq}",
+            f"--train_batch_size={p.finetune_batch}", "--eval_batch_size=32", "--predict_batch_size=32",
+            f"--seed={p.seed}"]
+    common = task + [f"--vocab_file={vocab}", "--do_lower_case"]
+
+    # The HuggingFace directory alone: config.json, tokenizer.json's vocabulary and lower-casing are read from it.
     demo.step("teacher_classifier", "fine-tune the MiniLM teacher on BBC News (5 classes) and export it", [
-        "run_classifier.py", f"--bert_config_file={hf_config}", f"--init_checkpoint={hf_dir}",
-        f"--output_dir={teacher_cls}", *common, "--do_train", "--do_eval", "--do_export",
+        "run_classifier.py", f"--init_checkpoint={hf_dir}", f"--output_dir={teacher_cls}", *task, "--do_train",
+        "--do_eval", "--do_export",
         f"--num_train_epochs={p.teacher_epochs}", f"--learning_rate={p.teacher_lr}", "--warmup_proportion=0.1"])
 
     records = d("pretraining", "bbc.tfrecord")
@@ -310,8 +301,7 @@ def minilm_recipe(demo, data):
 
     student_gen = d("student_general")
     demo.step("student_general", "TinyBERT general distillation: a 4-layer student learns MiniLM's layers", [
-        "run_pretraining.py", f"--bert_config_file={p.student_config}", f"--teacher_config_file={hf_config}",
-        f"--teacher_checkpoint={hf_dir}", f"--layer_mapping={p.layer_mapping}", f"--input_file={records}",
+        "run_pretraining.py", f"--bert_config_file={p.student_config}", f"--teacher_checkpoint={hf_dir}", f"--layer_mapping={p.layer_mapping}", f"--input_file={records}",
         f"--output_dir={student_gen}",
         f"--vocab_file={vocab}", "--do_train", f"--max_seq_length={p.pretrain_seq}",
         f"--max_predictions_per_seq={p.max_predictions}", f"--train_batch_size={p.batch}",
