@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.request
 
-from absl import app, flags
+from absl import flags
 
 import bertkit_errors
 import bertkit_io

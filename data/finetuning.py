@@ -286,22 +286,31 @@ def write_task_records(processor, data_dir, tokenizer, output_dir, max_seq_lengt
                     logger.warning("removing %s: written with other settings than this run", path)
                     os.remove(path)
 
-    for split in names:
-        examples, source = loaded[split]
-        kind = processor.split_kind(split)
-        stats = {}
-        features = convert_examples_to_features(
-            examples, meta["labels"], max_seq_length, tokenizer, is_regression=processor.is_regression,
-            pad_to_multiple_of=pad_to_multiple_of if kind != "train" else None, stats=stats)
-        file_name = f"{split}.tf_record"
-        count = write_tfrecord(features, os.path.join(output_dir, file_name))
-        meta["splits"][split] = {
-            "kind": kind, "file": file_name, "num_examples": count, "num_real_examples": len(examples),
-            "num_truncated": stats["num_truncated"], "has_labels": any(ex.label is not None for ex in examples),
-            "source": os.path.abspath(source),
-        }
-        logger.info("%s: %d examples (%d truncated) -> %s", split, len(examples), stats["num_truncated"],
-                    os.path.join(output_dir, file_name))
+    created = []  # record files this call added: removed again when a later split fails (e.g. a full disk)
+    try:
+        for split in names:
+            examples, source = loaded[split]
+            kind = processor.split_kind(split)
+            stats = {}
+            features = convert_examples_to_features(
+                examples, meta["labels"], max_seq_length, tokenizer, is_regression=processor.is_regression,
+                pad_to_multiple_of=pad_to_multiple_of if kind != "train" else None, stats=stats)
+            file_name = f"{split}.tf_record"
+            path = os.path.join(output_dir, file_name)
+            existed = os.path.exists(path)
+            count = write_tfrecord(features, path)
+            if not existed:
+                created.append(path)
+            meta["splits"][split] = {
+                "kind": kind, "file": file_name, "num_examples": count, "num_real_examples": len(examples),
+                "num_truncated": stats["num_truncated"], "has_labels": any(ex.label is not None for ex in examples),
+                "source": os.path.abspath(source),
+            }
+            logger.info("%s: %d examples (%d truncated) -> %s", split, len(examples), stats["num_truncated"], path)
+    except BaseException:
+        for path in created:
+            os.remove(path)
+        raise
 
     with bertkit_io.atomic_write(os.path.join(output_dir, META_FILE)) as f:
         json.dump(meta, f, indent=2, ensure_ascii=False)

@@ -36,6 +36,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import tempfile
 
 import numpy as np
@@ -840,6 +841,13 @@ def init_from_checkpoint(encoder, path, mlm_head=None, nsp_head=None, flag="init
     return f"{', '.join(['encoder'] + sorted(heads))} from {what}"
 
 
+def remove_checkpoint_temps(directory):
+    """Remove the `ckpt-N_temp/` folders a failed checkpoint save leaves in `directory`."""
+    for path in glob.glob(os.path.join(glob.escape(directory), "*_temp")):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def save_bertkit_checkpoint(output_dir, config, encoder, mlm_head=None, nsp_head=None, vocab_file=None,
                             do_lower_case=None, created_by="save_bertkit_checkpoint"):
     """Write a bertkit model directory: ckpt-0 (tf.train.Checkpoint of encoder [, mlm_head, nsp_head]) + `checkpoint`,
@@ -860,7 +868,16 @@ def save_bertkit_checkpoint(output_dir, config, encoder, mlm_head=None, nsp_head
     with bertkit_io.atomic_write(os.path.join(output_dir, "bertkit.json")) as f:
         json.dump(meta, f, indent=2, sort_keys=True)
         f.write("\n")
-    prefix = tf.train.Checkpoint(**items).write(os.path.join(output_dir, "ckpt-0"))
+    try:
+        prefix = tf.train.Checkpoint(**items).write(os.path.join(output_dir, "ckpt-0"))
+    except Exception as e:  # noqa: BLE001 - only disk-full errors are translated
+        if not bertkit_io.is_no_space(e):
+            raise
+        remove_checkpoint_temps(output_dir)
+        for path in glob.glob(os.path.join(glob.escape(output_dir), "ckpt-0.*")):
+            os.remove(path)
+        raise bertkit_errors.UserError(f"{output_dir}: no space left on device while writing checkpoint ckpt-0") \
+            from None
     # the `checkpoint` state file last (relative path: the directory can be moved); latest_checkpoint() reads it
     with bertkit_io.atomic_write(os.path.join(output_dir, "checkpoint")) as f:
         f.write('model_checkpoint_path: "ckpt-0"\nall_model_checkpoint_paths: "ckpt-0"\n')

@@ -221,14 +221,25 @@ SPEED = tf.TensorSpec([], tf.float32, name="speed")
 _ID_KEYS = ("input_ids", "input_mask", "segment_ids")
 
 
-def _ids(input_ids, input_mask, segment_ids):
+def _ids(input_ids, input_mask, segment_ids, config):
     """The id signatures' features; input_mask and segment_ids of another shape than input_ids are an
-    InvalidArgumentError naming them (the trimming to the mask's width would otherwise drop tokens silently)."""
+    InvalidArgumentError naming them (the trimming to the mask's width would otherwise drop tokens silently), and so
+    are ids outside the model's tables: input_ids not in [0, vocab_size), segment_ids not in [0, type_vocab_size),
+    more positions than max_position_embeddings (`config`, the encoder's ModelConfig)."""
     checks = [tf.debugging.assert_equal(
         tf.shape(t), tf.shape(input_ids),
         message=f"{name} and input_ids must have the same shape [batch, length] (one {name} value per token); "
                 f"shape of {name} (x) vs input_ids (y):") for name, t in (("input_mask", input_mask),
                                                                          ("segment_ids", segment_ids))]
+    for name, t, size, table in (("input_ids", input_ids, config.vocab_size, "vocab_size"),
+                                 ("segment_ids", segment_ids, config.type_vocab_size, "type_vocab_size")):
+        message = f"{name}: every id must be in [0, {table}={size}) of the model; out of range:"
+        checks += [tf.debugging.assert_non_negative(t, message=message),
+                   tf.debugging.assert_less(t, tf.constant(size, t.dtype), message=message)]
+    checks.append(tf.debugging.assert_less_equal(
+        tf.shape(input_ids)[1], config.max_position_embeddings,
+        message=f"input_ids: a length of at most max_position_embeddings={config.max_position_embeddings} tokens; "
+                "got (x):"))
     with tf.control_dependencies(checks):
         return {"input_ids": tf.identity(input_ids), "input_mask": tf.identity(input_mask),
                 "segment_ids": tf.identity(segment_ids)}
@@ -255,6 +266,7 @@ class _ClassifierModule(tf.Module):
     def __init__(self, classifier, packer, labels_file, num_labels, is_regression, pair, branches):
         super().__init__(name="bertkit_classifier")
         self.classifier = classifier
+        self.config = classifier.encoder.config
         self.packer = packer
         self._packing = _Packing(packer)
         self._packing.outputs = _on_ids(self._outputs)
@@ -323,7 +335,8 @@ class _ClassifierModule(tf.Module):
                 lambda text_a: self.outputs(self.pack(text_a)),
                 input_signature=[tf.TensorSpec([None], tf.string, name="text_a")])
         sigs["serve_ids"] = tf.function(
-            lambda input_ids, input_mask, segment_ids: self.outputs(_ids(input_ids, input_mask, segment_ids)),
+            lambda input_ids, input_mask, segment_ids: self.outputs(
+                _ids(input_ids, input_mask, segment_ids, self.config)),
             input_signature=IDS_SIGNATURE)
         sigs["serve_examples"] = tf.function(
             lambda examples: self.outputs(self.pack(*self.parse(examples))),
@@ -340,7 +353,7 @@ class _ClassifierModule(tf.Module):
                     input_signature=[tf.TensorSpec([None], tf.string, name="text_a"), SPEED])
             sigs["serve_ids_speed"] = tf.function(
                 lambda input_ids, input_mask, segment_ids, speed: self.speed_outputs(
-                    _ids(input_ids, input_mask, segment_ids), speed),
+                    _ids(input_ids, input_mask, segment_ids, self.config), speed),
                 input_signature=IDS_SIGNATURE + [SPEED])
         return {name: fn.get_concrete_function() for name, fn in sigs.items()}
 
@@ -448,7 +461,7 @@ class _EncoderModule(tf.Module):
         sigs = {
             "serving_default": tf.function(self.text_outputs, input_signature=text),
             "serve_ids": tf.function(lambda input_ids, input_mask, segment_ids: self.run(
-                _ids(input_ids, input_mask, segment_ids)), input_signature=IDS_SIGNATURE),
+                _ids(input_ids, input_mask, segment_ids, self.encoder.config)), input_signature=IDS_SIGNATURE),
             "encode": tf.function(self.encode, input_signature=text),
         }
         return {name: fn.get_concrete_function() for name, fn in sigs.items()}

@@ -24,7 +24,6 @@ uses the DESIGN.md names (encoder, mlm_head, nsp_head, optimizer, global_step). 
 (`TrainerModel.global_step`); it equals `optimizer.iterations` except for the steps a mixed_float16 loss scaler
 skipped on non-finite gradients.
 """
-import glob
 import json
 import math
 import os
@@ -478,13 +477,6 @@ def restore_newest_readable(checkpoint, directory, print_fn=print):
     return None
 
 
-def remove_checkpoint_temps(directory):
-    """Remove the `ckpt-N_temp/` folders a failed checkpoint save leaves in `directory`."""
-    for path in glob.glob(os.path.join(glob.escape(directory), "*_temp")):
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-
-
 def save_checkpoint(manager, step):
     """manager.save(checkpoint_number=step); on a full disk a UserError naming the directory, and no `_temp`
     leftovers."""
@@ -493,7 +485,7 @@ def save_checkpoint(manager, step):
     except Exception as e:  # noqa: BLE001 - only disk-full errors are translated
         if not bertkit_io.is_no_space(e):
             raise
-        remove_checkpoint_temps(manager.directory)
+        checkpoints.remove_checkpoint_temps(manager.directory)
         raise bertkit_errors.UserError(
             f"{manager.directory}: no space left on device while saving checkpoint ckpt-{step}") from None
 

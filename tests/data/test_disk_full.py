@@ -70,3 +70,46 @@ def test_stale_temporaries_of_killed_runs_are_removed(tmp_path):
     stale.write_bytes(b"partial")
     assert finetuning.write_tfrecord(_features(), str(path)) == 4
     assert sorted(os.listdir(tmp_path)) == ["train.tf_record"]
+
+
+def test_task_records_added_by_a_failing_call_are_removed(tmp_path, monkeypatch):
+    """The train split written, the dev split's disk full: no train.tf_record left without its task_meta.json."""
+    from data import processors
+    from tokenization import FullTokenizer
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    calls = []
+    real = finetuning.write_tfrecord
+
+    def write_then_fill(features, path):
+        calls.append(path)
+        if len(calls) > 1:
+            raise UserError(f"{path}: no space left on device while writing records")
+        return real(features, path)
+
+    monkeypatch.setattr(finetuning, "write_tfrecord", write_then_fill)
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="no space left"):
+        finetuning.write_task_records(processors.get_processor("rte"), os.path.join(root, "tests/fixtures/glue/RTE"),
+                                      FullTokenizer(os.path.join(root, "tests/data_files/bert_uncased_vocab.txt")),
+                                      str(out), 32, splits="train,dev")
+    assert len(calls) == 2 and os.listdir(out) == []
+
+
+def test_converted_checkpoint_on_a_full_disk(tmp_path, monkeypatch):
+    from modeling import ModelConfig, build_encoder, checkpoints
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    config = ModelConfig.from_json_file(os.path.join(root, "configs", "tiny_bert.json"))
+    encoder = build_encoder(config)
+
+    def full(self, prefix, *args, **kwargs):
+        os.makedirs(prefix + "_temp")
+        open(prefix + ".index", "wb").close()
+        raise tf.errors.ResourceExhaustedError(None, None, f"{prefix}_temp/part-0; No space left on device")
+
+    monkeypatch.setattr(tf.train.Checkpoint, "write", full)
+    out = tmp_path / "converted"
+    with pytest.raises(UserError, match=r"converted: no space left on device while writing checkpoint ckpt-0"):
+        checkpoints.save_bertkit_checkpoint(str(out), config, encoder)
+    assert not [n for n in os.listdir(out) if n.startswith("ckpt-0")]

@@ -492,6 +492,17 @@ def test_id_inputs_of_different_lengths_are_an_error_not_a_silent_truncation(ex)
             feed = {**good, bad_name: tf.constant(bad, tf.int32)}
             with pytest.raises(tf.errors.InvalidArgumentError, match=f"{bad_name} and input_ids must have the same"):
                 fn(**feed, **extra)
+        # ids outside the model's tables: a message naming the input and the table, not a gather error
+        config = tiny_config()
+        for bad_name, bad, match in (
+                ("input_ids", [[2, config.vocab_size, 3]], "input_ids: every id must be in \\[0, vocab_size="),
+                ("input_ids", [[2, -7, 3]], "input_ids: every id must be in"),
+                ("segment_ids", [[0, 2, 0]], "segment_ids: every id must be in \\[0, type_vocab_size=")):
+            with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+                fn(**{**good, bad_name: tf.constant(bad, tf.int32)}, **extra)
+        width = config.max_position_embeddings + 1
+        with pytest.raises(tf.errors.InvalidArgumentError, match="at most max_position_embeddings="):
+            fn(**{k: tf.zeros([1, width], tf.int32) for k in ids}, **extra)
 
     import urllib.error
 
