@@ -83,6 +83,7 @@ class Plan:
             self.intermediate_epochs = 1 if fast else 3  # TinyBERT task distillation, intermediate layers
             self.fastbert_epochs = 1 if fast else 2
             self.batch = 16 if fast else 32            # pretraining and general distillation
+            self.layer_mapping = "uniform"             # 4 student layers onto the teacher's 8
 
 
 class Demo:
@@ -299,29 +300,7 @@ def minilm_recipe(demo, data):
         f"--vocab_file={vocab}", "--do_lower_case", f"--max_seq_length={p.pretrain_seq}",
         f"--max_predictions_per_seq={p.max_predictions}", f"--dupe_factor={p.dupe_factor}", "--random_seed=12345"])
 
-    student_gen = d("student_general")
-    demo.step("student_general", "TinyBERT general distillation: a 4-layer student learns MiniLM's layers", [
-        "run_pretraining.py", f"--bert_config_file={p.student_config}", f"--teacher_checkpoint={hf_dir}", f"--layer_mapping={p.layer_mapping}", f"--input_file={records}",
-        f"--output_dir={student_gen}",
-        f"--vocab_file={vocab}", "--do_train", f"--max_seq_length={p.pretrain_seq}",
-        f"--max_predictions_per_seq={p.max_predictions}", f"--train_batch_size={p.batch}",
-        f"--num_train_steps={p.distill_steps}", f"--num_warmup_steps={max(1, p.distill_steps // 10)}",
-        "--learning_rate=1e-3", f"--save_checkpoints_steps={max(10, p.distill_steps // 2)}", f"--seed={p.seed}",
-        "--nodo_export"])
-
-    student_mid, student_cls = d("student_intermediate"), d("student_classifier")
-    demo.step("student_intermediate", "TinyBERT task distillation, stage 1: intermediate layers", [
-        "run_classifier.py", f"--bert_config_file={p.student_config}", f"--init_checkpoint={student_gen}",
-        f"--teacher_checkpoint={teacher_cls}", f"--layer_mapping={p.layer_mapping}", "--distill_stage=intermediate",
-        f"--output_dir={student_mid}",
-        *common, "--do_train", f"--num_train_epochs={p.intermediate_epochs}", "--learning_rate=1e-3",
-        "--warmup_proportion=0.1"])
-    demo.step("student_classifier", "TinyBERT task distillation, stage 2: predictions; export the student", [
-        "run_classifier.py", f"--bert_config_file={p.student_config}", f"--init_checkpoint={student_mid}",
-        f"--teacher_checkpoint={teacher_cls}", f"--layer_mapping={p.layer_mapping}", "--distill_stage=prediction",
-        f"--output_dir={student_cls}",
-        *common, "--do_train", "--do_eval", "--do_export", f"--num_train_epochs={p.epochs}",
-        "--learning_rate=1e-3", "--warmup_proportion=0.1"])
+    _, student_cls = distil_student(demo, [f"--teacher_checkpoint={hf_dir}"], teacher_cls, records, vocab, common)
 
     fastbert = d("fastbert")
     demo.step("fastbert", "FastBERT: self-distil branch classifiers onto the teacher, evaluate early exit, export", [
@@ -363,27 +342,9 @@ def scratch_recipe(demo, data):
         f"--output_dir={teacher_cls}", *common, "--do_train", "--do_eval", "--do_export",
         f"--num_train_epochs={p.epochs}", "--learning_rate=5e-4", "--warmup_proportion=0.1"])
 
-    student_gen = d("student_general")
-    demo.step("student_general", "TinyBERT general distillation of a 4-layer student", [
-        "run_pretraining.py", f"--bert_config_file={p.student_config}", f"--teacher_config_file={p.teacher_config}",
-        f"--teacher_checkpoint={teacher_pre}", f"--input_file={records}", f"--output_dir={student_gen}",
-        f"--vocab_file={vocab}", "--do_train", f"--max_seq_length={p.pretrain_seq}",
-        f"--max_predictions_per_seq={p.max_predictions}", f"--train_batch_size={p.batch}",
-        f"--num_train_steps={p.distill_steps}", f"--num_warmup_steps={max(1, p.distill_steps // 10)}",
-        "--learning_rate=1e-3", f"--save_checkpoints_steps={max(10, p.distill_steps // 2)}", f"--seed={p.seed}",
-        "--nodo_export"])
-
-    student_mid, student_cls = d("student_intermediate"), d("student_classifier")
-    demo.step("student_intermediate", "TinyBERT task distillation, stage 1: intermediate layers", [
-        "run_classifier.py", f"--bert_config_file={p.student_config}", f"--init_checkpoint={student_gen}",
-        f"--teacher_checkpoint={teacher_cls}", "--distill_stage=intermediate", f"--output_dir={student_mid}",
-        *common, "--do_train", f"--num_train_epochs={p.intermediate_epochs}", "--learning_rate=1e-3",
-        "--warmup_proportion=0.1"])
-    demo.step("student_classifier", "TinyBERT task distillation, stage 2: predictions; export the student", [
-        "run_classifier.py", f"--bert_config_file={p.student_config}", f"--init_checkpoint={student_mid}",
-        f"--teacher_checkpoint={teacher_cls}", "--distill_stage=prediction", f"--output_dir={student_cls}",
-        *common, "--do_train", "--do_eval", "--do_export", f"--num_train_epochs={p.epochs}",
-        "--learning_rate=1e-3", "--warmup_proportion=0.1"])
+    student_gen, student_cls = distil_student(
+        demo, [f"--teacher_config_file={p.teacher_config}", f"--teacher_checkpoint={teacher_pre}"], teacher_cls,
+        records, vocab, common)
 
     student_plain = d("student_no_task_distill")
     demo.step("student_no_task_distill", "the same student fine-tuned without task distillation (comparison)", [
@@ -397,6 +358,35 @@ def scratch_recipe(demo, data):
         "--fastbert", "--fastbert_stage=distill", f"--output_dir={fastbert}", *common, "--do_train", "--do_eval",
         "--do_export", f"--num_train_epochs={p.fastbert_epochs}", "--learning_rate=1e-3", f"--speed={p.speeds}"])
     return {"teacher": teacher_cls, "student": student_cls, "plain": student_plain, "fastbert": fastbert}
+
+
+def distil_student(demo, teacher_flags, teacher_cls, records, vocab, common):
+    """TinyBERT: general distillation of the student on the corpus records (`teacher_flags` name the pretrained
+    teacher), then task distillation from the fine-tuned `teacher_cls`, intermediate layers then predictions; the
+    student is exported. Returns (general-distillation dir, student classifier dir)."""
+    p, d = demo.plan, demo.path
+    mapping = f"--layer_mapping={p.layer_mapping}"
+    student_gen = d("student_general")
+    demo.step("student_general", "TinyBERT general distillation of a 4-layer student", [
+        "run_pretraining.py", f"--bert_config_file={p.student_config}", *teacher_flags, mapping,
+        f"--input_file={records}", f"--output_dir={student_gen}", f"--vocab_file={vocab}", "--do_train",
+        f"--max_seq_length={p.pretrain_seq}", f"--max_predictions_per_seq={p.max_predictions}",
+        f"--train_batch_size={p.batch}", f"--num_train_steps={p.distill_steps}",
+        f"--num_warmup_steps={max(1, p.distill_steps // 10)}", "--learning_rate=1e-3",
+        f"--save_checkpoints_steps={max(10, p.distill_steps // 2)}", f"--seed={p.seed}", "--nodo_export"])
+
+    student_mid, student_cls = d("student_intermediate"), d("student_classifier")
+    demo.step("student_intermediate", "TinyBERT task distillation, stage 1: intermediate layers", [
+        "run_classifier.py", f"--bert_config_file={p.student_config}", f"--init_checkpoint={student_gen}",
+        f"--teacher_checkpoint={teacher_cls}", mapping, "--distill_stage=intermediate", f"--output_dir={student_mid}",
+        *common, "--do_train", f"--num_train_epochs={p.intermediate_epochs}", "--learning_rate=1e-3",
+        "--warmup_proportion=0.1"])
+    demo.step("student_classifier", "TinyBERT task distillation, stage 2: predictions; export the student", [
+        "run_classifier.py", f"--bert_config_file={p.student_config}", f"--init_checkpoint={student_mid}",
+        f"--teacher_checkpoint={teacher_cls}", mapping, "--distill_stage=prediction", f"--output_dir={student_cls}",
+        *common, "--do_train", "--do_eval", "--do_export", f"--num_train_epochs={p.epochs}",
+        "--learning_rate=1e-3", "--warmup_proportion=0.1"])
+    return student_gen, student_cls
 
 
 def _dev_samples(path, n):
