@@ -859,15 +859,7 @@ def save_bertkit_checkpoint(output_dir, config, encoder, mlm_head=None, nsp_head
         items["mlm_head"] = mlm_head
     if nsp_head is not None:
         items["nsp_head"] = nsp_head
-    if vocab_file:
-        write_vocab(vocab_file, os.path.join(output_dir, "vocab.txt"))
-    config.to_json_file(os.path.join(output_dir, "bert_config.json"))
-    meta = {"model_type": config.model_type, "created_by": created_by}
-    if do_lower_case is not None:
-        meta["do_lower_case"] = bool(do_lower_case)
-    with bertkit_io.atomic_write(os.path.join(output_dir, "bertkit.json")) as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
-        f.write("\n")
+    # the weights first (the largest write: a full disk then leaves nothing behind), then the side files
     try:
         prefix = tf.train.Checkpoint(**items).write(os.path.join(output_dir, "ckpt-0"))
     except Exception as e:  # noqa: BLE001 - only disk-full errors are translated
@@ -878,6 +870,15 @@ def save_bertkit_checkpoint(output_dir, config, encoder, mlm_head=None, nsp_head
             os.remove(path)
         raise bertkit_errors.UserError(f"{output_dir}: no space left on device while writing checkpoint ckpt-0") \
             from None
+    if vocab_file:
+        write_vocab(vocab_file, os.path.join(output_dir, "vocab.txt"))
+    config.to_json_file(os.path.join(output_dir, "bert_config.json"))
+    meta = {"model_type": config.model_type, "created_by": created_by}
+    if do_lower_case is not None:
+        meta["do_lower_case"] = bool(do_lower_case)
+    with bertkit_io.atomic_write(os.path.join(output_dir, "bertkit.json")) as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+        f.write("\n")
     # the `checkpoint` state file last (relative path: the directory can be moved); latest_checkpoint() reads it
     with bertkit_io.atomic_write(os.path.join(output_dir, "checkpoint")) as f:
         f.write('model_checkpoint_path: "ckpt-0"\nall_model_checkpoint_paths: "ckpt-0"\n')
