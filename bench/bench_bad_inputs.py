@@ -387,6 +387,25 @@ def proc_result(rc, out, err, verdict, why=""):
     return Result(rc, last_line(err) or last_line(out), verdict, why)
 
 
+def kill_and_rerun(ctx, d, argv, out, finished):
+    """SIGKILL `argv` once its first checkpoint is in `out`, rerun the same command. A Result when the case is decided
+    (skip, weak, fail); else (rc, stdout, stderr, steps at the kill, steps after the rerun) for the caller to judge
+    the resume. `finished(steps, first)`: the rerun's checkpoints end where they should."""
+    killed = kill_when(argv, lambda: bool(ckpt_steps(out)), timeout=300)
+    if not killed:
+        return Result("-", "run finished before it could be killed", "skip")
+    first = ckpt_steps(out)
+    rc, so, se = run_process(ctx, Case("", argv[0]), d, argv[1:], timeout=500)
+    if rc != 0:
+        return proc_result(rc, so, se, "weak", "rerun after kill failed")
+    steps = ckpt_steps(out)
+    if not steps or not finished(steps, first):
+        return proc_result(rc, so, se, "fail", f"checkpoints after resume: {steps} (killed at {first})")
+    if temp_leftovers(out):
+        return proc_result(rc, so, se, "weak", f"leftovers: {temp_leftovers(out)[:3]}")
+    return rc, so, se, first, steps
+
+
 def kill_when(argv, predicate, timeout=300, poll=0.05):
     """Start argv, SIGKILL it as soon as predicate() is true; returns True when it was killed mid-run."""
     p = subprocess.Popen([PY, *argv], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -974,20 +993,11 @@ def cases():
                 f"--max_predictions_per_seq={PRED}", "--train_batch_size=4", "--num_train_steps=40",
                 "--num_warmup_steps=1", "--save_checkpoints_steps=2", "--iterations_per_loop=1", "--seed=1",
                 "--nodo_export"]
-        killed = kill_when(argv, lambda: bool(ckpt_steps(out)), timeout=300)
-        if not killed:
-            return Result("-", "run finished before it could be killed", "skip")
-        first = ckpt_steps(out)
-        rc, so, se = run_process(ctx, Case("", "run_pretraining.py"), d, argv[1:], timeout=500)
-        if rc != 0:
-            return proc_result(rc, so, se, "weak", "rerun after kill failed")
-        steps = ckpt_steps(out)
-        text = so + se
-        if not steps or max(steps) != 40:
-            return proc_result(rc, so, se, "fail", f"checkpoints after resume: {steps} (killed at {first})")
-        if temp_leftovers(out):
-            return proc_result(rc, so, se, "weak", f"leftovers: {temp_leftovers(out)[:3]}")
-        resumed = re.search(r"(restor|resum)\w*", text, re.I)
+        res = kill_and_rerun(ctx, d, argv, out, lambda steps, first: max(steps) == 40)
+        if not isinstance(res, tuple):
+            return res
+        rc, so, se, first, steps = res
+        resumed = re.search(r"(restor|resum)\w*", so + se, re.I)
         return Result(rc, f"resumed from step {max(first)}, ended at {max(steps)}"
                       + ("" if resumed else " (no resume message)"), "ok")
     C.append(Case("rp-kill-resume", RP, expect="custom", run=rp_kill_resume, timeout=700))
@@ -1106,18 +1116,10 @@ def cases():
                 f"--output_dir={out}", "--task_name=bbc", f"--data_dir={ctx.fx.data}",
                 f"--vocab_file={ctx.fx.vocab}", f"--max_seq_length={SEQ}", "--train_batch_size=2", "--do_train",
                 "--num_train_epochs=3", "--save_checkpoints_steps=2", "--iterations_per_loop=1", "--seed=1"]
-        killed = kill_when(argv, lambda: bool(ckpt_steps(out)), timeout=300)
-        if not killed:
-            return Result("-", "run finished before it could be killed", "skip")
-        first = ckpt_steps(out)
-        rc, so, se = run_process(ctx, Case("", "run_classifier.py"), d, argv[1:], timeout=500)
-        if rc != 0:
-            return proc_result(rc, so, se, "weak", "rerun after kill failed")
-        steps = ckpt_steps(out)
-        if not steps or max(steps) <= max(first):
-            return proc_result(rc, so, se, "fail", f"checkpoints after resume: {steps} (killed at {first})")
-        if temp_leftovers(out):
-            return proc_result(rc, so, se, "weak", f"leftovers: {temp_leftovers(out)[:3]}")
+        res = kill_and_rerun(ctx, d, argv, out, lambda steps, first: max(steps) > max(first))
+        if not isinstance(res, tuple):
+            return res
+        rc, so, se, first, steps = res
         return Result(rc, f"killed at step {max(first)}, rerun ended at {max(steps)}", "ok")
     C.append(Case("rc-kill-resume", RC, expect="custom", run=rc_kill_resume, timeout=900))
 
