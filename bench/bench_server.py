@@ -427,7 +427,7 @@ def run_benchmarks(args, tmp, tf, psutil):
         shapes = [(min(args.max_batch_size, args.clients // k), k)
                   for k in range(1, min(batch_threads, args.clients) + 1)]
         direct_rates = [(k, rows, direct_batch_rate(fn, args.model, instances, rows, k)) for rows, k in shapes]
-        del fn
+        fn = None  # let the SavedModel go before the throughput rounds
         d_med, s_med = statistics.median(direct) * 1e3, statistics.median(served) * 1e3
         h_med = statistics.median(served_http) * 1e3
         print(f"batch-1 latency, median of {len(direct)}: direct SavedModel call {d_med:.2f} ms, "
@@ -459,7 +459,7 @@ def run_benchmarks(args, tmp, tf, psutil):
           f"num_batch_threads={batch_threads}): {spread(merged, '{:.1f}')} requests/s", flush=True)
     print(f"  batching on / off, round by round: {spread(ratios, '{:.2f}x')} (target >= 3x)", flush=True)
     best = max(r for _, _, r in direct_rates)
-    print(f"  direct SavedModel calls, no server: "
+    print("  direct SavedModel calls, no server: "
           + ", ".join(f"{k} x {rows} requests at a time {r:.1f} examples/s" for k, rows, r in direct_rates)
           + f"; the best is {best / statistics.median(plain):.2f}x the unbatched server's median (the most batching "
           f"can give here)", flush=True)

@@ -16,10 +16,13 @@ LOCAL_IMPORT = re.compile(r"^\s{4,}(import |from \S+ import )")
 
 
 def _package_files():
+    """Paths relative to ROOT of the packages' .py files, sub-packages included (bench/bad_inputs/)."""
     out = []
     for package in PACKAGES:
-        folder = os.path.join(ROOT, package)
-        out.extend(os.path.join(package, name) for name in sorted(os.listdir(folder)) if name.endswith(".py"))
+        for folder, subfolders, names in os.walk(os.path.join(ROOT, package)):
+            subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+            rel = os.path.relpath(folder, ROOT)
+            out.extend(os.path.join(rel, name) for name in sorted(names) if name.endswith(".py"))
     return out
 
 
@@ -27,7 +30,8 @@ def _repository_modules():
     """{dotted module name: path relative to ROOT} for the top-level .py files and the packages' modules."""
     modules = {name[:-3]: name for name in sorted(os.listdir(ROOT)) if name.endswith(".py")}
     for path in _package_files():
-        package, name = os.path.split(path)
+        folder, name = os.path.split(path)
+        package = folder.replace(os.sep, ".")
         modules[package if name == "__init__.py" else f"{package}.{name[:-3]}"] = path
     return modules
 

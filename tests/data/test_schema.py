@@ -1,4 +1,5 @@
-"""data.schema / data.tfrecords: feature specs, file patterns, gzip detection, and our hand-made Example bytes vs TensorFlow."""
+"""data.schema / data.tfrecords: feature specs, file patterns, gzip detection, and our hand-made Example bytes vs
+TensorFlow."""
 import os
 
 import numpy as np
