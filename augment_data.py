@@ -40,10 +40,8 @@ flags.DEFINE_bool("progress", True, "Show a progress bar.")
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-    del argv
-    from data import augmentation
-
+def _check_flags():
+    """Flag errors, before the packages (TensorFlow: seconds) are imported."""
     for name in ("input_file", "output_file", "teacher_checkpoint"):
         if not getattr(FLAGS, name):
             raise bertkit_errors.UserError(f"--{name}: required")
@@ -58,10 +56,15 @@ def main(argv):
         ("bert_config_file", FLAGS.bert_config_file),
         ("teacher_checkpoint", bertkit_io.checkpoint_files(FLAGS.teacher_checkpoint))])
     bertkit_io.check_output_file(FLAGS.output_file, "output_file")
-    augmentation.read_table(FLAGS.input_file, FLAGS.text_column)  # header errors before the model is loaded
 
+
+def main(argv):
+    del argv
+    _check_flags()
+    from data import augmentation
     from training import tinybert
 
+    augmentation.read_table(FLAGS.input_file, FLAGS.text_column)  # header errors before the model is loaded
     encoder, mlm_head, tokenizer = augmentation.load_teacher(FLAGS.teacher_checkpoint, FLAGS.bert_config_file,
                                                              FLAGS.vocab_file, FLAGS.do_lower_case)
     augmenter = tinybert.Augmenter(encoder, mlm_head, tokenizer, max_seq_length=FLAGS.max_seq_length,

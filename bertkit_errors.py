@@ -2,7 +2,7 @@
 import logging
 import sys
 
-from absl import flags
+from absl import app, flags
 
 
 class UserError(ValueError):
@@ -22,7 +22,8 @@ def parse_flags(argv):
 
 # What tf.train.Checkpoint logs (once per variable, ~110 lines for a BERT) when a failed restore is garbage-collected.
 _UNRESTORED_WARNINGS = ("Value in checkpoint could not be found in the restored object",
-                        "Detecting that an object or model or tf.train.Checkpoint is being deleted with unrestored values")
+                        "Detecting that an object or model or tf.train.Checkpoint is being deleted with unrestored "
+                        "values")
 
 
 class _DropUnrestoredWarnings(logging.Filter):
@@ -40,8 +41,6 @@ def silence_unrestored_checkpoint_warnings():
 
 def run_main(main):
     """Run an absl `main`, turning a UserError into `error: <message>` on stderr and exit status 1."""
-    from absl import app
-
     def _wrapped(argv):
         try:
             return main(argv)

@@ -4,10 +4,10 @@
 
 Words are produced by the same basic tokenization as tokenization.FullTokenizer (the original BERT BasicTokenizer),
 so the learned pieces are exactly what the tokenizer will look up. The pieces are learned with tensorflow-text's
-WordPiece learner (the algorithm behind bert_vocab_from_dataset). Output order: [PAD] (id 0), [unused0] ..
-[unused{N-1}], [UNK] [CLS] [SEP] [MASK], any --reserved_tokens, then the learned pieces.
+WordPiece learner (the algorithm behind bert_vocab_from_dataset); logic: tokenization/vocab_learning.py. Output
+order: [PAD] (id 0), [unused0] .. [unused{N-1}], [UNK] [CLS] [SEP] [MASK], any --reserved_tokens, then the learned
+pieces.
 """
-import collections
 import glob
 import os
 
@@ -27,9 +27,6 @@ flags.DEFINE_integer("min_count", 1, "Lowest word-piece frequency the learner ma
 flags.DEFINE_integer("max_token_length", 50, "Words longer than this are not used for learning.")
 flags.DEFINE_integer("max_unique_chars", 1000, "Alphabet size cap (rarer characters are left out).")
 
-SPECIAL = ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
 def resolve_inputs(patterns):
     files = []
     for pattern in [p.strip() for p in (patterns or "").split(",") if p.strip()]:
@@ -46,61 +43,16 @@ def resolve_inputs(patterns):
     return files
 
 
-def count_words(files, do_lower_case):
-    from tokenization import basic_tokenize
-
-    counts = collections.Counter()
-    for path in files:
-        with open(path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise bertkit_errors.UserError(
-                        f"{path}:{lineno}: not valid UTF-8 (byte offset {e.start} in the line)") from None
-                counts.update(basic_tokenize(line, do_lower_case))
-    return counts
-
-
-def special_tokens(num_unused, reserved):
-    head = ["[PAD]"] + [f"[unused{i}]" for i in range(num_unused)] + SPECIAL
-    return head + [t for t in reserved if t not in head]
-
-
-def build_vocab(files, vocab_size, do_lower_case=True, num_unused=0, reserved_tokens=(), min_count=1,
-                max_token_length=50, max_unique_chars=1000):
-    """-> list of tokens (vocab order)."""
-    from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
-
-    if num_unused < 0:
-        raise bertkit_errors.UserError(f"--num_unused={num_unused}: must be >= 0")
-    head = special_tokens(num_unused, list(reserved_tokens))
-    if vocab_size <= len(head):
-        raise bertkit_errors.UserError(
-            f"--vocab_size={vocab_size}: too small, the {len(head)} special/reserved tokens leave no room for pieces")
-    counts = count_words(files, do_lower_case)
-    if not counts:
-        raise bertkit_errors.UserError(f"--input_file: the input files ({', '.join(files)}) contain no text")
-    learned = learner.learn(counts.items(), vocab_size=vocab_size, reserved_tokens=head, upper_thresh=10_000_000,
-                            lower_thresh=max(1, min_count), num_iterations=4, max_input_tokens=5_000_000,
-                            max_token_length=max_token_length, max_unique_chars=max_unique_chars,
-                            slack_ratio=0.05, include_joiner_token=False, joiner="##")
-    seen = set(head)
-    pieces = []
-    for t in learned:
-        if t not in seen and t.strip() == t and t:
-            seen.add(t)
-            pieces.append(t)
-    return (head + pieces)[:vocab_size]
-
-
 def main(argv):
     del argv
     bertkit_io.check_output_file(FLAGS.output_file, "output_file")  # before the learning, which takes a while
     files = resolve_inputs(FLAGS.input_file)
     bertkit_io.refuse_output_on_input([("output_file", FLAGS.output_file)], [("input_file", files)])
-    vocab = build_vocab(files, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.num_unused, FLAGS.reserved_tokens,
-                        FLAGS.min_count, FLAGS.max_token_length, FLAGS.max_unique_chars)
+    from tokenization import vocab_learning
+
+    vocab = vocab_learning.build_vocab(files, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.num_unused,
+                                       FLAGS.reserved_tokens, FLAGS.min_count, FLAGS.max_token_length,
+                                       FLAGS.max_unique_chars)
     out_dir = os.path.dirname(os.path.abspath(FLAGS.output_file))
     bertkit_io.ensure_writable_dir(out_dir, "output_file")
     with bertkit_io.atomic_write(FLAGS.output_file) as f:

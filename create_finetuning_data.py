@@ -14,6 +14,7 @@ from absl import flags
 
 import bertkit_errors
 import bertkit_io
+from bertkit_errors import UserError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("task_name", None, "cola|sst-2|mrpc|sts-b|qqp|mnli|mnli-mm|qnli|rte|wnli|xnli|ax|custom|bbc "
@@ -40,15 +41,18 @@ flags.DEFINE_bool("is_regression", False, "custom: the label is a number (regres
 flags.DEFINE_string("id_column", None, "custom: column with a row id (used in example guids).")
 
 
-def main(argv):
-    del argv
-    from bertkit_errors import UserError
+def _check_flags():
+    """Flag errors, before the packages (TensorFlow: seconds) are imported."""
     for name in ("task_name", "data_dir", "vocab_file", "output_dir"):
         if not getattr(FLAGS, name):
             raise UserError(f"--{name} is required")
     if FLAGS.pad_to_multiple_of < 0:
         raise UserError(f"--pad_to_multiple_of={FLAGS.pad_to_multiple_of}: must be >= 0")
 
+
+def main(argv):
+    del argv
+    _check_flags()
     from data import finetuning, processors
     from tokenization import FullTokenizer
 

@@ -44,9 +44,8 @@ flags.DEFINE_bool("progress", True, "Show documents and instances per second on 
 MAX_SEQ_LENGTH_RANGE = (5, 512)
 
 
-def _validate():
-    from data import schema
-
+def _check_flags():
+    """Flag errors, before the packages are imported."""
     UserError = bertkit_errors.UserError
     for name in ("input_file", "output_file", "vocab_file"):
         if not getattr(FLAGS, name):
@@ -72,15 +71,15 @@ def _validate():
         raise UserError(f"--num_output_shards={FLAGS.num_output_shards}: must be >= 0")
     if FLAGS.docs_per_chunk < 1:
         raise UserError(f"--docs_per_chunk={FLAGS.docs_per_chunk}: must be >= 1")
-    input_files = schema.expand_file_patterns(FLAGS.input_file, flag="input_file", skip_non_records=False)
-    return input_files
 
 
 def main(argv):
     del argv
-    input_files = _validate()
-    from data import pretraining, pretraining_writer
+    _check_flags()
+    from data import pretraining, pretraining_writer, schema
+    from tokenization import FullTokenizer  # no TensorFlow until a FullTokenizer is made (after the fork below)
 
+    input_files = schema.expand_file_patterns(FLAGS.input_file, flag="input_file", skip_non_records=False)
     output_files = pretraining_writer.output_paths(FLAGS.output_file, FLAGS.num_output_shards)
     bertkit_io.refuse_output_on_input(
         [("output_file", output_files), ("output_file", pretraining_writer.summary_path(FLAGS.output_file))],
@@ -98,8 +97,6 @@ def main(argv):
     # Fork the workers before TensorFlow is imported (by the tokenizer / the writer): they only need numpy.
     pool = pretraining_writer.start_pool(num_workers, cfg)
     try:
-        from tokenization import FullTokenizer
-
         tokenizer = FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
         flag_values = {name: FLAGS[name].value for name in (
             "input_file", "output_file", "vocab_file", "do_lower_case", "do_whole_word_mask", "max_seq_length",

@@ -29,8 +29,6 @@ from absl import flags
 
 import bertkit_errors
 import bertkit_io
-from modeling import packaged
-from training import baselines
 
 flags.DEFINE_string("output_dir", "demo_output", "Where every output of the demo goes.")
 flags.DEFINE_enum("recipe", "minilm", ["minilm", "scratch"], "minilm: the packaged all-MiniLM-L6-v2 is the teacher "
@@ -44,6 +42,21 @@ FLAGS = flags.FLAGS
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
+
+# The packages the demo process itself uses (the MiniLM teacher's directory, the summary's measurements), imported by
+# _load() after the flag checks: importing them takes seconds (TensorFlow).
+np = tf = modeling = packaged = baselines = None
+
+
+def _load():
+    global np, tf, modeling, packaged, baselines
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the exports tokenize in-graph with tf-text ops)
+
+    import modeling
+    from modeling import packaged
+    from training import baselines
 
 
 class Plan:
@@ -256,6 +269,7 @@ def main(argv):
     del argv
     if not 0 <= FLAGS.port <= 65535:
         raise bertkit_errors.UserError(f"--port={FLAGS.port}: not a port number (0-65535; 0 picks a free one)")
+    _load()
     plan = Plan(FLAGS.recipe, FLAGS.fast, FLAGS.seed)
     demo = Demo(FLAGS.output_dir, plan)
     print(f"bertkit demo ({plan.recipe} recipe): outputs under {demo.out}" + (" (fast version)" if plan.fast else ""),
@@ -404,8 +418,6 @@ def _dev_samples(path, n):
 
 def _params(model_dir):
     """Parameters of the encoder described by model_dir/bert_config.json (from the weight shapes)."""
-    import modeling
-
     path = os.path.join(model_dir, "bert_config.json")
     if not os.path.exists(path):
         return None
@@ -414,10 +426,6 @@ def _params(model_dir):
 
 def _inference_speed(export_base, seq_length, batch_size=32, repeats=15):
     """Examples/s of the newest export's serve_ids signature on a batch of full-length inputs (best of repeats)."""
-    import numpy as np
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (the exports tokenize in-graph with tf-text ops)
-
     versions = [int(v) for v in os.listdir(export_base) if v.isdigit()] if os.path.isdir(export_base) else []
     if not versions:
         return None

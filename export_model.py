@@ -49,8 +49,8 @@ def main(argv):
          ("task_meta", FLAGS.task_meta)])
     if FLAGS.export_dir:
         bertkit_io.check_output_dir(FLAGS.export_dir, "export_dir")
-    from serving import export
-    version_dir = export.export_checkpoint(
+    from serving import checkpoint_export
+    version_dir = checkpoint_export.export_checkpoint(
         FLAGS.init_checkpoint, export_dir=FLAGS.export_dir, bert_config_file=FLAGS.bert_config_file,
         vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case, max_seq_length=FLAGS.max_seq_length,
         task_meta=FLAGS.task_meta, pooling=FLAGS.pooling, l2_normalize=FLAGS.l2_normalize, pair=FLAGS.pair)

@@ -7,10 +7,7 @@
 Flags keep TF Serving's names. Binds to 127.0.0.1 unless --rest_api_host says otherwise. See
 serving/README_SERVING.md.
 """
-import asyncio
 import logging
-import os
-import signal
 
 from absl import flags
 
@@ -39,32 +36,8 @@ flags.DEFINE_integer("tensorflow_intra_op_parallelism", 0, "TensorFlow intra-op 
 flags.DEFINE_integer("tensorflow_inter_op_parallelism", 0, "TensorFlow inter-op threads (0: TF default).")
 
 
-def _configs():
-    from serving import model_config, server
-    if FLAGS.model_config_file and FLAGS.model_base_path:
-        raise bertkit_errors.UserError("--model_config_file and --model_base_path: give one of them, not both")
-    if FLAGS.model_config_file:
-        configs = model_config.read_model_config_file(FLAGS.model_config_file)
-    elif FLAGS.model_base_path:
-        name = FLAGS.model_name
-        if not name or "/" in name or ":" in name:
-            raise bertkit_errors.UserError(f"--model_name={name!r}: must be non-empty without '/' or ':'")
-        configs = [server.single_model_config(name, FLAGS.model_base_path)]
-    else:
-        raise bertkit_errors.UserError("--model_base_path (with --model_name) or --model_config_file is required")
-    for c in configs:
-        flag = "model_base_path" if FLAGS.model_base_path else "model_config_file"
-        if not os.path.isdir(c.base_path):
-            raise bertkit_errors.UserError(f"--{flag}: model '{c.name}': base path {c.base_path} is not a directory")
-        if not server.list_version_dirs(c.base_path):
-            logging.warning("model '%s': no version folders (<base_path>/<integer>/saved_model.pb) in %s yet; "
-                            "waiting for one", c.name, c.base_path)
-    return configs
-
-
-def main(argv):
-    del argv
-    from serving import model_config, server
+def _check_flags():
+    """Flag errors, before the packages (TensorFlow: seconds) are imported."""
     if not 0 <= FLAGS.rest_api_port <= 65535:
         raise bertkit_errors.UserError(f"--rest_api_port={FLAGS.rest_api_port}: not a port number")
     for name in ("max_batch_size", "max_request_bytes"):
@@ -72,13 +45,28 @@ def main(argv):
             raise bertkit_errors.UserError(f"--{name}={getattr(FLAGS, name)}: must be >= 1")
     if FLAGS.batch_timeout_micros < 0:
         raise bertkit_errors.UserError("--batch_timeout_micros: must be >= 0")
+    if FLAGS.model_config_file and FLAGS.model_base_path:
+        raise bertkit_errors.UserError("--model_config_file and --model_base_path: give one of them, not both")
+    if not FLAGS.model_config_file and not FLAGS.model_base_path:
+        raise bertkit_errors.UserError("--model_base_path (with --model_name) or --model_config_file is required")
+    name = FLAGS.model_name
+    if FLAGS.model_base_path and (not name or "/" in name or ":" in name):
+        raise bertkit_errors.UserError(f"--model_name={name!r}: must be non-empty without '/' or ':'")
     if FLAGS.port is not None:
         logging.warning("--port=%d: gRPC is not served by serve.py; only the REST API on --rest_api_port",
                         FLAGS.port)
-    logging.getLogger().setLevel(logging.INFO)
-    configs = _configs()
 
-    tf = server._import_tf()
+
+def main(argv):
+    del argv
+    _check_flags()
+    import tensorflow as tf
+
+    from serving import manager as manager_lib
+    from serving import server
+
+    logging.getLogger().setLevel(logging.INFO)
+    configs = manager_lib.model_configs(FLAGS.model_config_file, FLAGS.model_base_path, FLAGS.model_name)
     if FLAGS.tensorflow_intra_op_parallelism:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.tensorflow_intra_op_parallelism)
     if FLAGS.tensorflow_inter_op_parallelism:
@@ -90,42 +78,20 @@ def main(argv):
         num_batch_threads=FLAGS.num_batch_threads, max_request_bytes=FLAGS.max_request_bytes,
         rest_api_num_threads=FLAGS.rest_api_num_threads,
         file_system_poll_wait_seconds=FLAGS.file_system_poll_wait_seconds)
-    manager = server.ModelManager(configs, options.file_system_poll_wait_seconds)
+    manager = manager_lib.ModelManager(configs, options.file_system_poll_wait_seconds)
     manager.poll_once()
+    reload_configs = FLAGS.model_config_file and FLAGS.model_config_file_poll_wait_seconds > 0
+    manager.start_polling(manager_lib.config_file_reader(FLAGS.model_config_file) if reload_configs else None,
+                          FLAGS.model_config_file_poll_wait_seconds)
 
-    config_reader = None
-    if FLAGS.model_config_file and FLAGS.model_config_file_poll_wait_seconds > 0:
-        path, last = FLAGS.model_config_file, [os.path.getmtime(FLAGS.model_config_file)]
-
-        def config_reader():
-            try:
-                mtime = os.path.getmtime(path)
-                if mtime == last[0]:
-                    return None
-                last[0] = mtime
-                return model_config.read_model_config_file(path)
-            except (OSError, bertkit_errors.UserError) as e:
-                logging.error("not reloading %s: %s", path, e)
-                return None
-    manager.start_polling(config_reader, FLAGS.model_config_file_poll_wait_seconds)
-
-    async def run():
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-
-        def ready(port):
-            print(f"serving {', '.join(manager.model_names())} on http://{options.host}:{port}/v1/models/"
-                  f"<name> (batching {'on' if options.enable_batching else 'off'})", flush=True)
-        try:
-            await server.serve(manager, options, ready, stop)
-        except OSError as e:
-            raise bertkit_errors.UserError(f"--rest_api_host={options.host} --rest_api_port={options.port}: "
-                                           f"cannot listen ({e.strerror})") from None
-
+    def ready(port):
+        print(f"serving {', '.join(manager.model_names())} on http://{options.host}:{port}/v1/models/"
+              f"<name> (batching {'on' if options.enable_batching else 'off'})", flush=True)
     try:
-        asyncio.run(run())
+        server.serve_until_signal(manager, options, ready)
+    except OSError as e:
+        raise bertkit_errors.UserError(f"--rest_api_host={options.host} --rest_api_port={options.port}: "
+                                       f"cannot listen ({e.strerror})") from None
     finally:
         manager.stop()
 

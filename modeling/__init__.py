@@ -1,25 +1,15 @@
 """bertkit modeling: configs, BERT / ALBERT / MobileBERT encoders, heads, HuggingFace import (see DESIGN.md)."""
+from modeling.checkpoints import load_encoder
 from modeling.config import ModelConfig
 from modeling.encoders import AlbertEncoder, BertEncoder, MobileBertEncoder, build_encoder
 from modeling.heads import (ClassificationHead, Classifier, FitDense, MaskedLMHead, PretrainingModel,
                             SentencePairHead, build_classifier, build_fit_dense, build_pretraining_model)
+from modeling.hf_import import load_hf_directory
 
 
 def count_params_from_specs(config):
     """Parameter count of the encoder for `config`, from the declared weight shapes (no weights allocated)."""
     return build_encoder(config, build=False).count_params_from_specs()
-
-
-def load_encoder(*args, **kwargs):
-    """Load an encoder from a checkpoint / model directory; implemented in modeling.checkpoints (imported lazily)."""
-    from modeling import checkpoints
-    return checkpoints.load_encoder(*args, **kwargs)
-
-
-def load_hf_directory(path, **kwargs):
-    """(config, encoder, heads) from a HuggingFace directory; see modeling.hf_import."""
-    from modeling import hf_import
-    return hf_import.load_hf_directory(path, **kwargs)
 
 
 __all__ = [

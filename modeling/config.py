@@ -8,9 +8,9 @@ Three kinds of file are read:
     `inner_group_num`); keys of the original repos we do not use (`net_structure_type`, `layers_to_keep`, ...) are
     ignored, shapes are still checked. In an original ALBERT file `hidden_act: "gelu"` means the ALBERT repo's
     tanh-approximated GELU, so it is read as `gelu_new` (what HuggingFace's ALBERT configs say).
-  * HuggingFace `config.json` (has `transformers_version`, `architectures`, `pad_token_id`, ...): the hyper-parameters are read, the
-    generic `PretrainedConfig` keys (ids, label maps, dtype, ...) are deliberately ignored; settings bertkit cannot
-    honour (`position_embedding_type` other than "absolute", `is_decoder`) are refused.
+  * HuggingFace `config.json` (has `transformers_version`, `architectures`, `pad_token_id`, ...): the
+    hyper-parameters are read, the generic `PretrainedConfig` keys (ids, label maps, dtype, ...) are deliberately
+    ignored; settings bertkit cannot honour (`position_embedding_type` other than "absolute", `is_decoder`) are refused.
 """
 import copy
 import json

@@ -15,11 +15,12 @@ import os
 
 import numpy as np
 from absl import logging
+from safetensors.numpy import load_file
 
 import bertkit_errors
 from modeling.config import ModelConfig
 from modeling.encoders import build_encoder
-from modeling.heads import ClassificationHead, MaskedLMHead, SentencePairHead
+from modeling.heads import ClassificationHead, MaskedLMHead, SentencePairHead, build_pretraining_model
 
 _PREFIXES = ("bert.", "albert.", "mobilebert.")
 _IGNORED_SUFFIXES = ("position_ids", "token_type_ids")  # non-persistent buffers written by old versions
@@ -39,7 +40,6 @@ def _normalise_key(k):
 
 def read_safetensors(path):
     """All tensors of a directory's model.safetensors (or sharded model.safetensors.index.json) as numpy."""
-    from safetensors.numpy import load_file
     single = os.path.join(path, "model.safetensors")
     index = os.path.join(path, "model.safetensors.index.json")
     if os.path.exists(single):
@@ -177,7 +177,7 @@ def _mlm_prefix(config):
     return "predictions." if config.model_type == "albert" else "cls.predictions."
 
 
-def _has_mlm(state, config):
+def has_mlm(state, config):
     p = _mlm_prefix(config)
     return (p + "bias") in state or (p + "decoder.bias") in state
 
@@ -201,7 +201,7 @@ def _assign_mlm(a, config, head):
         a.assign(head.extra_output_weights, a.get(p + "dense.weight"), p + "dense.weight")
 
 
-def _nsp_key(config):
+def nsp_key(config):
     return "sop_classifier.classifier" if config.model_type == "albert" else "cls.seq_relationship"
 
 
@@ -214,7 +214,7 @@ def assign_hf_state(config, encoder, state, heads=None, source="<state>"):
     if "mlm_head" in heads:
         _assign_mlm(a, config, heads["mlm_head"])
     if "nsp_head" in heads:
-        a.dense(heads["nsp_head"].dense, _nsp_key(config))
+        a.dense(heads["nsp_head"].dense, nsp_key(config))
     if "classifier_head" in heads:
         a.dense(heads["classifier_head"].dense, "classifier")
     return {k for k in state if k not in a.used and not k.endswith(_IGNORED_SUFFIXES)}
@@ -233,10 +233,10 @@ def load_hf_directory(path, config=None):
     source = os.path.join(path, "model.safetensors")
     encoder = build_encoder(config)
     heads = {}
-    if _has_mlm(state, config):
+    if has_mlm(state, config):
         heads["mlm_head"] = MaskedLMHead(config, encoder)
         heads["mlm_head"].build()
-    if _nsp_key(config) + ".weight" in state:
+    if nsp_key(config) + ".weight" in state:
         heads["nsp_head"] = SentencePairHead(initializer_range=config.initializer_range)
         heads["nsp_head"].build((None, config.hidden_size))
     if "classifier.weight" in state:
@@ -253,7 +253,6 @@ def load_hf_directory(path, config=None):
 def load_hf_pretraining_model(path):
     """A bertkit PretrainingModel (encoder + mlm_head + nsp_head) with the weights of a HF *ForPreTraining directory
     (the checkpoint must hold both heads)."""
-    from modeling.heads import build_pretraining_model
     config = ModelConfig.from_json_file(os.path.join(path, "config.json"))
     state = read_safetensors(path)
     model = build_pretraining_model(config)

@@ -1,6 +1,5 @@
 """Published checkpoints that ship as pip packages, for use offline.
 
-    from modeling import packaged
     path = packaged.minilm_dir()     # a HuggingFace BERT directory: config.json, model.safetensors, tokenizer.json
 
     python -m modeling.packaged      # prints that directory (unpacking it first if needed)

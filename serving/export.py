@@ -1,19 +1,18 @@
 """SavedModel export in TensorFlow Serving's layout: `export_base/<version>/` with raw-text signatures.
 
-    from serving import export
     export.export_classifier(classifier, vocab_file=..., do_lower_case=True, max_seq_length=128, labels=[...],
                              is_regression=False, pair=False, export_base="export", branches=None,
                              warmup_texts=None) -> version_dir
     export.export_encoder(encoder, vocab_file, do_lower_case, max_seq_length, export_base, pooling="cls",
                           l2_normalize=False) -> version_dir
-    export.next_version(export_base) -> int
 
 A version is written into a hidden temporary folder beside the versions (`export_base/.tmp-export-...`) and renamed
-to its number when complete, so TF Serving and serve.py never see a half-written export. Tokenization and packing
-run in the graph (tokenization.layers.BertTextPacker); the vocabulary and, for classifiers, `labels.txt` (one label
-per line, in label-id order) are SavedModel assets (`assets/`). `assets.extra/tf_serving_warmup_requests` holds
-TF Serving warm-up requests (PredictionLog protos, one per signature), `assets.extra/bertkit_export.json` describes
-the export (kind, labels, max_seq_length, ...).
+to its number when complete, so TF Serving and serve.py never see a half-written export (serving/export_dirs.py:
+versions, staging, the assets.extra files; serving/checkpoint_export.py: export_model.py's checkpoint loading).
+Tokenization and packing run in the graph (tokenization.layers.BertTextPacker); the vocabulary and, for
+classifiers, `labels.txt` (one label per line, in label-id order) are SavedModel assets (`assets/`).
+`assets.extra/tf_serving_warmup_requests` holds TF Serving warm-up requests (PredictionLog protos, one per
+signature), `assets.extra/bertkit_export.json` describes the export (kind, labels, max_seq_length, ...).
 
 Classifier signatures (B = batch, C = classes, T = max_seq_length):
     serving_default  text_a [and text_b]: string [B]
@@ -42,135 +41,21 @@ columns that no row attends to are dropped before the encoder (`_trim`). Outputs
 texts costs what their length costs. The encoder's sequence_output keeps its width T (T'); positions after the
 call's longest text are zeros (read it with input_mask).
 """
-import contextlib
-import json
 import os
-import re
-import shutil
 import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 import bertkit_errors
-import bertkit_io
-from modeling import checkpoints
+from serving import export_dirs
+from tokenization.layers import BertTextPacker
+from training import fastbert
 
-WARMUP_FILE = "tf_serving_warmup_requests"
-METADATA_FILE = "bertkit_export.json"
 LABELS_FILE = "labels.txt"
 DEFAULT_WARMUP_TEXTS = ("The market rallied after strong results.", "",
                         "A longer sentence about sport, politics and technology, with punctuation!")
 POOLINGS = ("cls", "mean")
-
-_VERSION_RE = re.compile(r"[0-9]+")
-
-
-# ---------------------------------------------------------------------------------------------------- versions
-def next_version(export_base):
-    """1 + the highest numeric folder name in export_base (1 when there is none or export_base does not exist)."""
-    export_base = os.fspath(export_base)
-    if not os.path.isdir(export_base):
-        return 1
-    versions = [int(n) for n in os.listdir(export_base)
-                if _VERSION_RE.fullmatch(n) and os.path.isdir(os.path.join(export_base, n))]
-    return max(versions, default=0) + 1
-
-
-def _publish(tmp_dir, export_base):
-    """Rename the finished tmp_dir to the next version number (retrying if another export took it)."""
-    for _ in range(100):
-        version = next_version(export_base)
-        final = os.path.join(export_base, str(version))
-        try:
-            os.rename(tmp_dir, final)  # fails if `final` appeared meanwhile (non-empty dir) -> next number
-            return final
-        except OSError:
-            if not os.path.exists(final):
-                raise
-    raise RuntimeError(f"{export_base}: could not find a free version number")  # pragma: no cover
-
-
-@contextlib.contextmanager
-def _staging_dir(export_base):
-    """A temporary folder beside the versions, removed unless published."""
-    export_base = os.fspath(export_base)
-    try:
-        os.makedirs(export_base, exist_ok=True)
-    except OSError as e:
-        raise bertkit_errors.UserError(f"--export_dir={export_base}: cannot create directory ({e.strerror})") from None
-    bertkit_io.remove_stale_temps(export_base, "export")  # staging folders of killed exports
-    tmp = tempfile.mkdtemp(prefix=f".tmp-export-{os.getpid()}-", dir=export_base)
-    try:
-        yield tmp
-    except BaseException as e:
-        if bertkit_io.is_no_space(e):
-            raise bertkit_errors.UserError(f"--export_dir={export_base}: no space left on device") from None
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------------------------------- warm-up file
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _len_field(number, payload):
-    """A length-delimited protobuf field (wire type 2)."""
-    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
-
-
-def prediction_log_bytes(signature_name, inputs):
-    """A serialized tensorflow.serving.PredictionLog{predict_log{request{model_spec{signature_name}, inputs}}},
-    encoded by hand (tensorflow-serving-api is not a dependency). `inputs`: {name: array-like}.
-
-    Field numbers (tensorflow_serving/apis): PredictionLog.predict_log = 6; PredictLog.request = 1;
-    PredictRequest.model_spec = 1, .inputs = 2 (map<string, TensorProto>: entry key = 1, value = 2);
-    ModelSpec.signature_name = 3."""
-    request = _len_field(1, _len_field(3, signature_name.encode("utf-8")))
-    for name in sorted(inputs):
-        tensor = tf.make_tensor_proto(inputs[name]).SerializeToString()
-        request += _len_field(2, _len_field(1, name.encode("utf-8")) + _len_field(2, tensor))
-    return _len_field(6, _len_field(1, request))
-
-
-def _write_warmup(version_dir, requests):
-    extra = os.path.join(version_dir, "assets.extra")
-    os.makedirs(extra, exist_ok=True)
-    with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as w:
-        for signature_name, inputs in requests:
-            w.write(prediction_log_bytes(signature_name, inputs))
-
-
-def _write_metadata(version_dir, meta):
-    extra = os.path.join(version_dir, "assets.extra")
-    os.makedirs(extra, exist_ok=True)
-    with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-
-
-def _text_array(texts):
-    return np.array([t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in texts], dtype=object)
-
-
-def _serialized_examples(texts_a, texts_b=None):
-    out = []
-    for i, a in enumerate(texts_a):
-        feats = {"text_a": tf.train.Feature(bytes_list=tf.train.BytesList(value=[_text_array([a])[0]]))}
-        if texts_b is not None:
-            feats["text_b"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[_text_array([texts_b[i]])[0]]))
-        out.append(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
-    return np.array(out, dtype=object)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -179,7 +64,6 @@ _PACKERS = {}
 
 def _packer(vocab_file, do_lower_case, max_seq_length):
     """A BertTextPacker, reused across exports of the same vocabulary file (building one takes seconds)."""
-    from tokenization.layers import BertTextPacker
     vocab_file = os.path.abspath(os.fspath(vocab_file))
     if not os.path.isfile(vocab_file):
         raise bertkit_errors.UserError(f"--vocab_file={vocab_file}: file not found")
@@ -281,7 +165,6 @@ class _ClassifierModule(tf.Module):
         self.branches = branches
         self.num_layers = classifier.encoder.num_layers
         if branches is not None:
-            from training import fastbert
             self.early_exit = fastbert.make_early_exit_fn(
                 classifier.encoder, branches, fastbert.pooled_head(classifier.encoder, classifier.head))
 
@@ -388,7 +271,7 @@ def export_classifier(classifier, *, vocab_file, do_lower_case, max_seq_length, 
     _check_seq_length(classifier.encoder, max_seq_length)
     packer = _packer(vocab_file, do_lower_case, max_seq_length)
     warmup_texts = list(DEFAULT_WARMUP_TEXTS if warmup_texts is None else warmup_texts) or [""]
-    with _staging_dir(export_base) as tmp, tempfile.TemporaryDirectory() as src:
+    with export_dirs.staging_dir(export_base) as tmp, tempfile.TemporaryDirectory() as src:
         labels_file = os.path.join(src, LABELS_FILE)
         if not is_regression:
             with open(labels_file, "w", encoding="utf-8") as f:
@@ -398,23 +281,23 @@ def export_classifier(classifier, *, vocab_file, do_lower_case, max_seq_length, 
         sigs = module.signatures()
         version_dir = os.path.join(tmp, "v")
         tf.saved_model.save(module, version_dir, signatures=sigs)
-        text_inputs = {"text_a": _text_array(warmup_texts)}
+        text_inputs = {"text_a": export_dirs.text_array(warmup_texts)}
         if pair:
-            text_inputs["text_b"] = _text_array(warmup_texts[::-1])
+            text_inputs["text_b"] = export_dirs.text_array(warmup_texts[::-1])
         ids = {k: v.numpy() for k, v in module.pack(*(tf.constant(v) for v in text_inputs.values())).items()}
         requests = [("serving_default", text_inputs), ("serve_ids", ids),
-                    ("serve_examples", {"examples": _serialized_examples(warmup_texts,
+                    ("serve_examples", {"examples": export_dirs.serialized_examples(warmup_texts,
                                                                          text_inputs.get("text_b"))})]
         if branches is not None:
             requests.append(("serve_speed", {**text_inputs, "speed": np.float32(0.5)}))
             requests.append(("serve_ids_speed", {**ids, "speed": np.float32(0.5)}))
-        _write_warmup(version_dir, requests)
-        _write_metadata(version_dir, {
+        export_dirs.write_warmup(version_dir, requests)
+        export_dirs.write_metadata(version_dir, {
             "kind": "classifier", "labels": labels, "is_regression": bool(is_regression), "pair": bool(pair),
             "num_labels": num_outputs, "max_seq_length": int(max_seq_length), "do_lower_case": bool(do_lower_case),
             "fastbert": branches is not None, "num_layers": int(classifier.encoder.num_layers),
             "signatures": sorted(sigs)})
-        return _publish(version_dir, os.fspath(export_base))
+        return export_dirs.publish(version_dir, os.fspath(export_base))
 
 
 # ---------------------------------------------------------------------------------------------------- encoder
@@ -476,190 +359,18 @@ def export_encoder(encoder, vocab_file, do_lower_case, max_seq_length, export_ba
         raise bertkit_errors.UserError(f"--pooling={pooling}: must be one of {', '.join(POOLINGS)}")
     _check_seq_length(encoder, max_seq_length)
     packer = _packer(vocab_file, do_lower_case, max_seq_length)
-    with _staging_dir(export_base) as tmp:
+    with export_dirs.staging_dir(export_base) as tmp:
         module = _EncoderModule(encoder, packer, pooling, bool(l2_normalize))
         sigs = module.signatures()
         version_dir = os.path.join(tmp, "v")
         tf.saved_model.save(module, version_dir, signatures=sigs)
-        texts = _text_array(DEFAULT_WARMUP_TEXTS)
+        texts = export_dirs.text_array(DEFAULT_WARMUP_TEXTS)
         ids = {k: v.numpy() for k, v in module._packing.one(tf.constant(texts)).items()}
-        _write_warmup(version_dir, [("serving_default", {"text": texts}), ("encode", {"text": texts}),
+        export_dirs.write_warmup(version_dir, [("serving_default", {"text": texts}), ("encode", {"text": texts}),
                                     ("serve_ids", ids)])
-        _write_metadata(version_dir, {
+        export_dirs.write_metadata(version_dir, {
             "kind": "encoder", "pooling": pooling, "l2_normalize": bool(l2_normalize),
             "max_seq_length": int(max_seq_length), "do_lower_case": bool(do_lower_case),
             "hidden_size": int(getattr(getattr(encoder, "config", None), "hidden_size", 0)) or None,
             "signatures": sorted(sigs)})
-        return _publish(version_dir, os.fspath(export_base))
-
-
-# ---------------------------------------------------------------------------------------------------- checkpoints
-def _read_json(path, flag):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise bertkit_errors.UserError(f"--{flag}={path}: file not found") from None
-    except (OSError, ValueError) as e:
-        raise bertkit_errors.UserError(f"--{flag}={path}: cannot read JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise bertkit_errors.UserError(f"--{flag}={path}: expected a JSON object")
-    return data
-
-
-def _bertkit_prefix(init_checkpoint):
-    """(checkpoint prefix, {variable: shape}) when init_checkpoint is a TF2 object-based checkpoint with an `encoder`
-    object (a bertkit checkpoint), else (None, None)."""
-    prefix = tf.train.latest_checkpoint(init_checkpoint) if os.path.isdir(init_checkpoint) else init_checkpoint
-    if not prefix or not tf.io.gfile.exists(prefix + ".index"):
-        return None, None
-    try:
-        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    except (tf.errors.OpError, ValueError):
-        return None, None
-    if not any(k.startswith("encoder/") for k in shapes):
-        return None, None
-    return prefix, shapes
-
-
-def _restore(init_checkpoint, prefix, **objects):
-    """checkpoints.read_objects(prefix, **objects): every existing variable matched, or a one-line UserError."""
-    try:
-        checkpoints.read_objects(prefix, **objects)
-    except (AssertionError, ValueError) as e:
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        raise bertkit_errors.UserError(
-            f"--init_checkpoint={init_checkpoint}: checkpoint does not match the model config ({first})") from None
-
-
-def _branch_set(shapes, num_layers, num_labels):
-    """A built training.fastbert.BranchSet shaped like the checkpoint's `branches`, or None when it has none."""
-    if not any(k.startswith("branches/") for k in shapes):
-        return None
-    from training import fastbert
-    narrow = shapes.get("branches/branch_0/dense_narrow/_kernel/.ATTRIBUTES/VARIABLE_VALUE")
-    query = shapes.get("branches/branch_0/self_attention/_query_dense/_kernel/.ATTRIBUTES/VARIABLE_VALUE")
-    if not narrow or not query:
-        raise bertkit_errors.UserError("--init_checkpoint: the checkpoint's `branches` (FastBERT) are not "
-                                       "training.fastbert.BranchSet branches")
-    return fastbert.BranchSet(num_layers, num_labels, branch_hidden_size=int(narrow[1]), num_heads=int(query[1]))
-
-
-_PAIR_TASKS = {"mrpc", "sts-b", "qqp", "mnli", "mnli-mm", "ax", "qnli", "rte", "wnli", "xnli"}
-
-
-def _task_is_pair(meta):
-    """Whether task_meta.json (data/finetuning.py) describes a sentence-pair task: an explicit "pair", a custom
-    task's text_b_column, or a GLUE/XNLI pair task."""
-    if "pair" in meta:
-        return bool(meta["pair"])
-    processor = meta.get("processor") or {}
-    if "text_b_column" in processor:
-        return processor["text_b_column"] is not None
-    return str(meta.get("task") or processor.get("task_name") or "").lower() in _PAIR_TASKS
-
-
-def export_checkpoint(init_checkpoint, *, export_dir=None, bert_config_file=None, vocab_file=None,
-                      do_lower_case=None, max_seq_length=None, task_meta=None, pooling="cls", l2_normalize=False,
-                      pair=None):
-    """export_model.py's logic: load a checkpoint and export it; returns the version folder.
-
-    init_checkpoint: a bertkit model directory (checkpoints + bert_config.json, vocab.txt, bertkit.json and, for a
-    classifier, task_meta.json) or a checkpoint prefix inside one; other formats (original TF1 BERT, HuggingFace,
-    ...) through modeling.checkpoints (encoders only; a HuggingFace vocabulary may be a tokenizer.json). Unset
-    arguments default to the files of the model directory. With a task_meta (argument, or task_meta.json in the model
-    directory) a classifier is exported (its checkpoint must hold `classifier_head`, and `branches` for FastBERT),
-    otherwise an encoder.
-    pair=None: a sentence-pair task (text_a, text_b inputs) when task_meta says so (`_task_is_pair`)."""
-    from modeling import ModelConfig, build_classifier, build_encoder
-
-    init_checkpoint = os.fspath(init_checkpoint)
-    if not (os.path.isdir(init_checkpoint) or tf.io.gfile.exists(init_checkpoint + ".index")
-            or os.path.isfile(init_checkpoint)):
-        raise bertkit_errors.UserError(f"--init_checkpoint={init_checkpoint}: no such checkpoint or directory")
-    model_dir = init_checkpoint if os.path.isdir(init_checkpoint) else os.path.dirname(init_checkpoint) or "."
-
-    def beside(name):
-        path = os.path.join(model_dir, name)
-        return path if os.path.isfile(path) else None
-
-    meta = None
-    if task_meta:
-        meta = _read_json(task_meta, "task_meta")
-    elif beside("task_meta.json"):
-        task_meta = beside("task_meta.json")
-        meta = _read_json(task_meta, "task_meta")
-    bertkit_json = _read_json(beside("bertkit.json"), "init_checkpoint") if beside("bertkit.json") else {}
-    if do_lower_case is None:
-        do_lower_case = bertkit_json.get("do_lower_case", (meta or {}).get("do_lower_case"))
-    if max_seq_length is None:
-        max_seq_length = (meta or {}).get("max_seq_length") or bertkit_json.get("max_seq_length") or 128
-    export_dir = export_dir or os.path.join(model_dir, "export")
-    bert_config_file = bert_config_file or beside("bert_config.json")
-    vocab_file = vocab_file or beside("vocab.txt")
-
-    prefix, shapes = _bertkit_prefix(init_checkpoint)
-    if prefix is None:
-        # Not a bertkit checkpoint: other formats (TF1, HuggingFace, keras-hub) through modeling.checkpoints.
-        if meta is not None:
-            raise bertkit_errors.UserError(
-                f"--task_meta={task_meta}: a classifier export needs a bertkit checkpoint with a classifier_head; "
-                f"{init_checkpoint} is not one (export it as an encoder without --task_meta)")
-        config = ModelConfig.from_json_file(bert_config_file) if bert_config_file else None
-        bundle = checkpoints.load_checkpoint(init_checkpoint, config=config, with_heads=False)
-        vocab_file = vocab_file or bundle.vocab_file
-        if do_lower_case is None:
-            do_lower_case = bundle.do_lower_case
-        if not vocab_file:
-            raise bertkit_errors.UserError("--vocab_file: not given and the checkpoint has no vocabulary")
-        with tempfile.TemporaryDirectory() as tmp:
-            if os.path.basename(vocab_file) == checkpoints.TOKENIZER_JSON:  # as vocab.txt, for the SavedModel assets
-                vocab_file = checkpoints.write_vocab(vocab_file, os.path.join(tmp, "vocab.txt"))
-            return export_encoder(bundle.encoder, vocab_file, True if do_lower_case is None else do_lower_case,
-                                  int(max_seq_length), export_dir, pooling=pooling, l2_normalize=l2_normalize)
-
-    if not bert_config_file:
-        raise bertkit_errors.UserError(
-            f"--bert_config_file: not given and {os.path.join(model_dir, 'bert_config.json')} does not exist")
-    if not vocab_file:
-        raise bertkit_errors.UserError(
-            f"--vocab_file: not given and {os.path.join(model_dir, 'vocab.txt')} does not exist")
-    if do_lower_case is None:
-        do_lower_case = True
-    config = ModelConfig.from_json_file(bert_config_file)
-    if meta is None:
-        encoder = build_encoder(config)
-        _restore(init_checkpoint, prefix, encoder=encoder)
-        return export_encoder(encoder, vocab_file, do_lower_case, int(max_seq_length), export_dir,
-                              pooling=pooling, l2_normalize=l2_normalize)
-
-    is_regression = bool(meta.get("is_regression", False))
-    labels = [str(x) for x in meta.get("labels") or []]
-    if not is_regression and not labels:
-        raise bertkit_errors.UserError(f"--task_meta={task_meta}: no 'labels' list")
-    num_labels = 1 if is_regression else len(labels)
-    if not any(k.startswith("classifier_head/") for k in shapes):
-        raise bertkit_errors.UserError(
-            f"--init_checkpoint={init_checkpoint}: no classifier_head in the checkpoint (not a fine-tuned "
-            "classifier; export an encoder without --task_meta)")
-    head_bias = shapes.get("classifier_head/dense/bias/.ATTRIBUTES/VARIABLE_VALUE")
-    if head_bias and int(head_bias[0]) != num_labels:
-        raise bertkit_errors.UserError(
-            f"--task_meta={task_meta}: {num_labels} label(s) but the checkpoint's classifier_head has "
-            f"{head_bias[0]} outputs")
-    classifier = build_classifier(config, num_labels)
-    objects = {"encoder": classifier.encoder, "classifier_head": classifier.head}
-    branches = None if is_regression else _branch_set(shapes, config.num_hidden_layers, num_labels)
-    if branches is not None:
-        from training import fastbert
-        ones = tf.ones([1, 2], tf.int32)
-        fastbert.run_with_branches(classifier.encoder, branches, fastbert.pooled_head(classifier.encoder,
-                                                                                      classifier.head),
-                                   {"input_ids": ones, "input_mask": ones, "segment_ids": ones * 0})  # build
-        objects["branches"] = branches
-    _restore(init_checkpoint, prefix, **objects)
-    if pair is None:
-        pair = _task_is_pair(meta)
-    return export_classifier(classifier, vocab_file=vocab_file, do_lower_case=do_lower_case,
-                             max_seq_length=int(max_seq_length), labels=labels, is_regression=is_regression,
-                             pair=pair, export_base=export_dir, branches=branches)
+        return export_dirs.publish(version_dir, os.fspath(export_base))

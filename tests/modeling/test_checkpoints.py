@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import bertkit_errors  # noqa: E402
-from modeling import ModelConfig, build_encoder, checkpoints  # noqa: E402
+from modeling import ModelConfig, build_encoder, checkpoints, model_dirs  # noqa: E402
 from modeling.heads import MaskedLMHead, SentencePairHead  # noqa: E402
 from training import classifier  # noqa: E402
 
@@ -393,9 +393,9 @@ def test_model_dir_defaults_of_a_google_directory(tmp_path):
         (d / name).write_text("{}")
     expected = {"model_dir": str(d), "bert_config_file": str(d / "bert_config.json"),
                 "vocab_file": str(d / "vocab.txt"), "do_lower_case": True}
-    assert checkpoints.model_dir_defaults(str(d)) == expected
+    assert model_dirs.model_dir_defaults(str(d)) == expected
     assert classifier.model_dir_defaults(str(d / "bert_model.ckpt")) == dict(expected, model_dir=str(d))
     cased = tmp_path / "cased_L-12_H-768_A-12"
     cased.mkdir()
     (cased / "bert_config.json").write_text("{}")
-    assert checkpoints.model_dir_defaults(str(cased))["do_lower_case"] is False
+    assert model_dirs.model_dir_defaults(str(cased))["do_lower_case"] is False

@@ -12,7 +12,7 @@ import tensorflow_text  # noqa: F401  (registers the ops the exports use, before
 
 import bertkit_errors
 from modeling import ModelConfig, build_classifier, build_encoder
-from serving import export
+from serving import checkpoint_export, export
 from training import fastbert
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -92,7 +92,7 @@ def test_export_model_script_exports_the_classifier(model_dirs):
 def test_encoder_export_from_checkpoint_prefix(model_dirs):
     e = model_dirs["enc_dir"]
     out_dir = model_dirs["tmp"] / "enc_export"
-    version_dir = export.export_checkpoint(str(e / "ckpt-1"), export_dir=str(out_dir), vocab_file=VOCAB,
+    version_dir = checkpoint_export.export_checkpoint(str(e / "ckpt-1"), export_dir=str(out_dir), vocab_file=VOCAB,
                                            max_seq_length=16)
     assert version_dir == str(out_dir / "1")
     loaded = tf.saved_model.load(version_dir)
@@ -105,19 +105,19 @@ def test_encoder_export_from_checkpoint_prefix(model_dirs):
 def test_checkpoint_errors(model_dirs, tmp_path):
     d, e = model_dirs["clf_dir"], model_dirs["enc_dir"]
     with pytest.raises(bertkit_errors.UserError, match="no such checkpoint"):
-        export.export_checkpoint(str(tmp_path / "missing"))
+        checkpoint_export.export_checkpoint(str(tmp_path / "missing"))
     with pytest.raises(bertkit_errors.UserError, match="vocab_file: not given"):
-        export.export_checkpoint(str(e), export_dir=str(tmp_path / "x"))
+        checkpoint_export.export_checkpoint(str(e), export_dir=str(tmp_path / "x"))
     with pytest.raises(bertkit_errors.UserError, match="no classifier_head"):
-        export.export_checkpoint(str(e), vocab_file=VOCAB, task_meta=str(d / "task_meta.json"),
+        checkpoint_export.export_checkpoint(str(e), vocab_file=VOCAB, task_meta=str(d / "task_meta.json"),
                                  export_dir=str(tmp_path / "x"))
     bad_meta = tmp_path / "meta.json"
     bad_meta.write_text(json.dumps({"labels": ["a", "b"], "is_regression": False}))
     with pytest.raises(bertkit_errors.UserError, match="2 label.*3 outputs"):
-        export.export_checkpoint(str(d), task_meta=str(bad_meta), export_dir=str(tmp_path / "x"))
+        checkpoint_export.export_checkpoint(str(d), task_meta=str(bad_meta), export_dir=str(tmp_path / "x"))
     other = dict(json.load(open(d / "bert_config.json")), hidden_size=32, intermediate_size=64)
     (tmp_path / "cfg.json").write_text(json.dumps(other))
     with pytest.raises(bertkit_errors.UserError, match="does not match the model config"):
-        export.export_checkpoint(str(e), bert_config_file=str(tmp_path / "cfg.json"), vocab_file=VOCAB,
+        checkpoint_export.export_checkpoint(str(e), bert_config_file=str(tmp_path / "cfg.json"), vocab_file=VOCAB,
                                  export_dir=str(tmp_path / "x"))
     assert not (tmp_path / "x").exists() or os.listdir(tmp_path / "x") == []

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import bertkit_errors
-from modeling import checkpoints
+from modeling import checkpoints, model_dirs
 from tests.data import test_pretraining_helpers as H
 from tests.scripts.classifier_helpers import run
 
@@ -93,10 +93,10 @@ def test_converted_dir_gets_vocab_and_case_from_tokenizer_json(dirs):
     assert _vocab(os.path.join(conv, "vocab.txt")) == dirs["tokens"]
     with open(os.path.join(conv, "bertkit.json")) as f:
         assert json.load(f)["do_lower_case"] is False  # BertNormalizer lowercase: false
-    d = checkpoints.model_dir_defaults(dirs["hf"])
+    d = model_dirs.model_dir_defaults(dirs["hf"])
     assert d["bert_config_file"] == os.path.join(dirs["hf"], "config.json") and d["do_lower_case"] is False
     assert "vocab_file" not in d  # written only where asked
-    d = checkpoints.model_dir_defaults(conv)
+    d = model_dirs.model_dir_defaults(conv)
     assert d["vocab_file"] == os.path.join(conv, "vocab.txt") and d["do_lower_case"] is False
 
 
@@ -123,7 +123,7 @@ def test_other_tokenizers_are_refused_in_one_line(dirs):
         t["model"]["vocab"]["w0"] = 999
     holes = _tokenizer_dir(dirs, "holes", gap)
     with pytest.raises(bertkit_errors.UserError, match="vocabulary ids are not contiguous"):
-        checkpoints.model_dir_defaults(holes, vocab_dir=str(dirs["tmp"] / "holes_out"))
+        model_dirs.model_dir_defaults(holes, vocab_dir=str(dirs["tmp"] / "holes_out"))
 
 
 def test_run_classifier_from_the_converted_dir(dirs):
@@ -163,12 +163,12 @@ def test_export_checkpoint_from_both(dirs):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (the exports' ops)
 
-    from serving import export
+    from serving import checkpoint_export
 
     texts = tf.constant(["w1 w2 w3p1", "w7"])
     outputs = []
     for name in ("hf", "converted"):
-        version = export.export_checkpoint(dirs[name], export_dir=str(dirs["tmp"] / f"export_{name}"),
+        version = checkpoint_export.export_checkpoint(dirs[name], export_dir=str(dirs["tmp"] / f"export_{name}"),
                                            max_seq_length=SEQ)
         loaded = tf.saved_model.load(version)
         outputs.append(loaded.signatures["encode"](text=texts)["embeddings"].numpy())

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import bertkit_errors
 from modeling import ModelConfig, build_classifier, build_encoder
-from serving import export
+from serving import export, export_dirs
 from serving.model_config import ModelSpecConfig
 from training import fastbert
 
@@ -353,7 +353,7 @@ def _prediction_log_class():
 
 def _read_warmup(version_dir):
     cls = _prediction_log_class()
-    path = os.path.join(version_dir, "assets.extra", export.WARMUP_FILE)
+    path = os.path.join(version_dir, "assets.extra", export_dirs.WARMUP_FILE)
     logs = []
     for rec in tf.data.TFRecordDataset(path):
         log = cls()
@@ -392,12 +392,12 @@ def test_warmup_requests(ex):
 
 # ------------------------------------------------------------------------------------------- versions
 def test_next_version(tmp_path):
-    assert export.next_version(tmp_path / "missing") == 1
-    assert export.next_version(tmp_path) == 1
+    assert export_dirs.next_version(tmp_path / "missing") == 1
+    assert export_dirs.next_version(tmp_path) == 1
     for name in ("1", "3", "10x", ".tmp-export-abc", "tmp"):
         (tmp_path / name).mkdir()
     (tmp_path / "9").write_text("a file, not a version")
-    assert export.next_version(tmp_path) == 4
+    assert export_dirs.next_version(tmp_path) == 4
 
 
 def test_versions_increase_and_failed_export_leaves_nothing(ex, monkeypatch):
@@ -422,8 +422,8 @@ def test_publish_retries_when_a_version_appears(tmp_path, monkeypatch):
     staged.mkdir(parents=True)
     (staged / "saved_model.pb").write_text("new")
     answers = iter([1, 2])   # the first pick races with the existing version 1
-    monkeypatch.setattr(export, "next_version", lambda b: next(answers))
-    assert export._publish(str(staged), str(base)) == str(base / "2")
+    monkeypatch.setattr(export_dirs, "next_version", lambda b: next(answers))
+    assert export_dirs.publish(str(staged), str(base)) == str(base / "2")
     assert (base / "2" / "saved_model.pb").read_text() == "new"
     assert (base / "1" / "saved_model.pb").read_text() == "taken"
 
@@ -448,7 +448,7 @@ def test_prediction_log_encoding_matches_protobuf():
     msg.predict_log.request.model_spec.signature_name = "serving_default"
     msg.predict_log.request.inputs["text_a"].CopyFrom(tf.make_tensor_proto(np.array([b"x", b"y\xc3\xa9"],
                                                                                     dtype=object)))
-    ours = export.prediction_log_bytes("serving_default", {"text_a": np.array([b"x", b"y\xc3\xa9"], dtype=object)})
+    ours = export_dirs.prediction_log_bytes("serving_default", {"text_a": np.array([b"x", b"y\xc3\xa9"], dtype=object)})
     assert ours == msg.SerializeToString(deterministic=True)
 
 

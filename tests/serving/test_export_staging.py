@@ -8,12 +8,12 @@ import sys
 import pytest
 
 import bertkit_errors
-from serving import export
+from serving import export_dirs
 
 
 def test_full_disk_during_export_is_one_line(tmp_path):
     with pytest.raises(bertkit_errors.UserError, match=r"--export_dir=.*: no space left on device"):
-        with export._staging_dir(str(tmp_path)) as tmp:
+        with export_dirs.staging_dir(str(tmp_path)) as tmp:
             assert os.path.basename(tmp).startswith(f".tmp-export-{os.getpid()}-")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     assert os.listdir(tmp_path) == []
@@ -24,6 +24,6 @@ def test_staging_folders_of_killed_exports_are_removed(tmp_path):
     proc.wait()
     (tmp_path / f".tmp-export-{proc.pid}-x1" / "v").mkdir(parents=True)
     (tmp_path / "1").mkdir()
-    with export._staging_dir(str(tmp_path)):
+    with export_dirs.staging_dir(str(tmp_path)):
         names = sorted(os.listdir(tmp_path))
     assert len(names) == 2 and names[1] == "1" and names[0].startswith(f".tmp-export-{os.getpid()}-")

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from serving import codec, model_config, server
+from serving.manager import ModelManager
 from serving.model_config import ModelSpecConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -367,7 +368,7 @@ def test_event_loop_free_during_model_call(srv, tmp_path):
 def test_config_file_reload(model_root):
     configs = model_config.model_configs_from_text(f"model_config_list {{ config {{ name: 'toy' "
                                                    f"base_path: '{model_root}/toy' }} }}")
-    manager = server.ModelManager(configs, poll_wait_seconds=0)
+    manager = ModelManager(configs, poll_wait_seconds=0)
     manager.poll_once()
     assert manager.model_names() == ["toy"] and manager.loaded_versions("toy") == [1, 2]
     manager.set_configs(model_config.model_configs_from_text(

@@ -7,6 +7,7 @@ import socket
 import time
 
 from serving import server
+from serving.manager import ModelManager
 from serving.model_config import ModelSpecConfig
 from tests.serving.test_server import http
 
@@ -49,7 +50,7 @@ def test_version_whose_variables_arrive_later_is_loaded(model_root, tmp_path):
     src = model_root / "toy" / "2"
     os.makedirs(base / "2")
     shutil.copy(src / "saved_model.pb", base / "2" / "saved_model.pb")  # the graph first, the variables later
-    manager = server.ModelManager([ModelSpecConfig("toy", str(base))], poll_wait_seconds=0)
+    manager = ModelManager([ModelSpecConfig("toy", str(base))], poll_wait_seconds=0)
     manager.poll_once()
     assert manager.status("toy")["model_version_status"][0]["state"] == "END"
     manager.poll_once()  # nothing changed: no retry

@@ -5,8 +5,7 @@ import sys
 import pytest
 
 import bertkit_errors
-import build_vocab
-from tokenization import FullTokenizer
+from tokenization import FullTokenizer, vocab_learning
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEXT = """The quick brown fox jumps over the lazy dog. The dogs were running quickly!
@@ -18,7 +17,7 @@ Caf\u00e9 prices rose 5% to $3.20 in January, the café owners said.
 def test_build_vocab_order_and_round_trip(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text(TEXT, encoding="utf-8")
-    vocab = build_vocab.build_vocab([str(corpus)], vocab_size=200, do_lower_case=True, num_unused=2)
+    vocab = vocab_learning.build_vocab([str(corpus)], vocab_size=200, do_lower_case=True, num_unused=2)
     assert vocab[:7] == ["[PAD]", "[unused0]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     assert len(vocab) <= 200 and len(set(vocab)) == len(vocab)
     out = tmp_path / "vocab.txt"
@@ -62,4 +61,4 @@ def test_script_errors_and_output(tmp_path):
 
 def test_vocab_size_too_small_api(tmp_path):
     with pytest.raises(bertkit_errors.UserError, match="vocab_size"):
-        build_vocab.build_vocab([str(tmp_path)], vocab_size=6, num_unused=3)
+        vocab_learning.build_vocab([str(tmp_path)], vocab_size=6, num_unused=3)
