@@ -46,6 +46,10 @@ def _check_flags():
     for name in ("task_name", "data_dir", "vocab_file", "output_dir"):
         if not getattr(FLAGS, name):
             raise UserError(f"--{name} is required")
+    # data/tasks.py imports no TensorFlow / numpy: the task name is checked before anything heavy.
+    from data.tasks import canonical_task_name
+
+    canonical_task_name(FLAGS.task_name)
     if FLAGS.pad_to_multiple_of < 0:
         raise UserError(f"--pad_to_multiple_of={FLAGS.pad_to_multiple_of}: must be >= 0")
 
