@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import keras
 
+from training import checkpointing
 from training import trainer as T
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -188,13 +189,13 @@ def test_restore_encoder_weights_errors(tmp_path):
     prefix = tf.train.Checkpoint(encoder=other).save(str(tmp_path / "ck"))
     with pytest.raises(bertkit_errors.UserError, match=r"--init_checkpoint=.*\(2, 4\).*\(2, 3\)|"
                                                        r"--init_checkpoint=.*\(2, 3\).*\(2, 4\)"):
-        T.restore_encoder_weights(enc, prefix)
+        checkpointing.restore_encoder_weights(enc, prefix)
     with pytest.raises(bertkit_errors.UserError, match="no checkpoint found"):
-        T.restore_encoder_weights(enc, str(tmp_path / "missing"))
+        checkpointing.restore_encoder_weights(enc, str(tmp_path / "missing"))
     good = tf.train.Checkpoint(encoder=enc).save(str(tmp_path / "good"))
     enc2 = keras.Sequential([keras.layers.Dense(3)])
     enc2.build((None, 2))
-    T.restore_encoder_weights(enc2, good)
+    checkpointing.restore_encoder_weights(enc2, good)
     np.testing.assert_array_equal(enc.weights[0].numpy(), enc2.weights[0].numpy())
 
 
