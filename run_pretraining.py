@@ -4,8 +4,8 @@ Runs under any tf.distribute strategy (one_device, mirrored, multi_worker_mirror
 TPUClusterResolver(--tpu_name, --tpu_zone, --gcp_project)); resumable: rerunning the same command continues from the
 newest checkpoint in --output_dir and stops at --num_train_steps with the same learning-rate schedule.
 Writes into --output_dir: ckpt-N checkpoints (encoder, mlm_head, nsp_head, optimizer, global_step), bert_config.json,
-vocab.txt, bertkit.json, TensorBoard logs (logs/train, logs/eval), eval_results.txt (--do_eval) and, when
-serving/export.py is present and --vocab_file given, a SavedModel under export/.
+vocab.txt, bertkit.json, TensorBoard logs (logs/train, logs/eval), eval_results.txt (--do_eval) and, with
+--vocab_file, a SavedModel under export/.
 
     python run_pretraining.py --bert_config_file=configs/tiny_bert.json --input_file='out/*.tfrecord' \
         --output_dir=pretrain_out --do_train --do_eval --vocab_file=vocab.txt --num_train_steps=1000
