@@ -21,7 +21,7 @@ from data import pipeline
 from modeling import ModelConfig, build_fit_dense, build_pretraining_model, checkpoints
 from serving import export as export_lib
 from tokenization import load_vocab
-from training import checkpointing, distillation, distribution, optimization, rerun, tinybert
+from training import checkpointing, distillation, distribution, optimization, pretraining_loss, rerun, tinybert
 from training import trainer as trainer_lib
 
 
@@ -243,8 +243,8 @@ def build_model(flags, run):
         if run.distill:
             network, loss_fn, metric_names, variables_fn, extra_items = _distillation_setup(flags, run.config, model)
         else:
-            network, loss_fn, metric_names = (model, trainer_lib.pretraining_loss_fn(run.sentence_task),
-                                              trainer_lib.pretraining_metric_names(run.sentence_task))
+            network, loss_fn, metric_names = (model, pretraining_loss.pretraining_loss_fn(run.sentence_task),
+                                              pretraining_loss.pretraining_metric_names(run.sentence_task))
             variables_fn, extra_items = None, {}
         trainer = trainer_lib.TrainerModel(
             network, loss_fn, metric_names, gradient_accumulation_steps=flags.gradient_accumulation_steps,
