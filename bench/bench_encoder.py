@@ -15,11 +15,13 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-import keras  # noqa: E402
+import modeling  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 32, "examples per step")
@@ -50,7 +52,6 @@ def _data(rng):
 
 
 def _bertkit_model():
-    import modeling
     config = modeling.ModelConfig(
         model_type="bert", vocab_size=FLAGS.vocab_size, hidden_size=FLAGS.hidden_size,
         num_hidden_layers=FLAGS.num_layers, num_attention_heads=FLAGS.num_heads,
@@ -67,7 +68,6 @@ def _bertkit_model():
 
 
 def _keras_hub_model():
-    import keras_hub
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=FLAGS.vocab_size, num_layers=FLAGS.num_layers, num_heads=FLAGS.num_heads,
         hidden_dim=FLAGS.hidden_size, intermediate_dim=FLAGS.intermediate_size, dropout=FLAGS.dropout,

@@ -25,11 +25,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-import keras  # noqa: E402
+from data import bbc, finetuning, processors  # noqa: E402
+from modeling import ModelConfig, build_classifier  # noqa: E402
+from tokenization import FullTokenizer, load_vocab  # noqa: E402
+from training import fastbert, optimization  # noqa: E402
+from training.trainer import TrainerModel, restore_encoder_weights  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "/tmp/bench_fastbert", "data, checkpoints and summaries")
@@ -64,9 +69,6 @@ def _load():
 
 
 def _config():
-    from modeling import ModelConfig
-    from tokenization import load_vocab
-
     config = ModelConfig.from_json_file(FLAGS.bert_config_file)
     vocab_size = len(load_vocab(FLAGS.vocab_file))
     changes = {"vocab_size": vocab_size} if vocab_size > config.vocab_size else {}
@@ -80,8 +82,6 @@ def _config():
 
 
 def _features(examples, labels, tokenizer):
-    from data import finetuning
-
     f = finetuning.convert_examples_to_features(examples, labels, FLAGS.max_seq_length, tokenizer)
     return {k: v.astype(np.int32) for k, v in f.items() if k != "example_index"}
 
@@ -100,8 +100,6 @@ def _classification_loss_fn(features, logits):
 
 
 def _fit(trainer, dataset, steps, steps_per_epoch, lr):
-    from training import optimization
-
     trainer.compile(optimizer=optimization.create_optimizer(lr, steps, max(1, steps // 10), clipnorm=None))
     trainer.build_for(dataset.element_spec)
     start = time.perf_counter()
@@ -119,12 +117,6 @@ def _fit(trainer, dataset, steps, steps_per_epoch, lr):
 
 def main(argv):
     del argv
-    from data import bbc, processors
-    from modeling import build_classifier
-    from tokenization import FullTokenizer
-    from training import fastbert
-    from training.trainer import TrainerModel
-
     if FLAGS.threads:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
     keras.utils.set_random_seed(FLAGS.seed)
@@ -162,7 +154,6 @@ def main(argv):
     else:
         print(f"stage 1: fine-tune {FLAGS.epochs:g} epochs")
         if FLAGS.init_checkpoint:
-            from training.trainer import restore_encoder_weights
             print(f"  encoder initialised from {restore_encoder_weights(classifier.encoder, FLAGS.init_checkpoint)}")
         trainer = TrainerModel(classifier, _classification_loss_fn, ["accuracy"], clip_norm=1.0)
         _fit(trainer, _train_dataset(train, FLAGS.train_batch_size), int(FLAGS.epochs * steps_per_epoch),

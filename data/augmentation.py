@@ -5,7 +5,17 @@ import io
 import json
 import os
 
+import keras
+import numpy as np
+import tensorflow as tf
+
 import bertkit_errors
+import bertkit_io
+from data import processor_base
+from modeling import ModelConfig, build_pretraining_model
+from modeling import checkpoints as ckpt_lib
+from tokenization import FullTokenizer
+from training import tinybert
 
 _DEFAULT_TEXT_COLUMNS = ("text", "sentence")
 _ROWS_PER_CHUNK = 256
@@ -24,12 +34,10 @@ def _kind(path):
 def read_table(path, text_column=None):
     """(kind, header, rows, text_keys): rows are lists (tsv/csv) or dicts (jsonl); text_keys index/key of the text
     columns. UserError naming the file (and the header) when the text column is missing."""
-    from data import processors
-
     kind = _kind(path)
     wanted = [c.strip() for c in text_column.split(",") if c.strip()] if text_column else None
     if kind == "jsonl":
-        rows = [obj for _, obj in processors.read_jsonl_lines(path)]
+        rows = [obj for _, obj in processor_base.read_jsonl_lines(path)]
         if not rows:
             raise bertkit_errors.UserError(f"{path}: empty file")
         keys = list(rows[0])
@@ -41,7 +49,7 @@ def read_table(path, text_column=None):
                         f"{path}:{line_no}: no text column {n or ' or '.join(_DEFAULT_TEXT_COLUMNS)!r} "
                         f"(--text_column; keys: {', '.join(row)})")
         return kind, None, rows, names
-    reader = processors.read_csv_lines(path) if kind == "csv" else processors.read_tsv_lines(path)
+    reader = processor_base.read_csv_lines(path) if kind == "csv" else processor_base.read_tsv_lines(path)
     lines = list(reader)
     if not lines:
         raise bertkit_errors.UserError(f"{path}: empty file (no header)")
@@ -78,12 +86,6 @@ def _format_row(kind, row):
 
 def load_teacher(checkpoint, bert_config_file=None, vocab_file=None, do_lower_case=None):
     """(encoder, mlm_head, tokenizer) of a bertkit model directory (or a checkpoint prefix inside one)."""
-    import tensorflow as tf
-
-    from modeling import ModelConfig, build_pretraining_model
-    from tokenization import FullTokenizer
-    from training import tinybert
-
     flag = "--teacher_checkpoint"
     if os.path.isdir(checkpoint):
         model_dir, prefix = checkpoint, tf.train.latest_checkpoint(checkpoint)
@@ -108,19 +110,13 @@ def load_teacher(checkpoint, bert_config_file=None, vocab_file=None, do_lower_ca
         raise bertkit_errors.UserError(f"--vocab_file={vocab}: {len(tokenizer.vocab)} tokens but {config_file} has "
                                        f"vocab_size {config.vocab_size}")
 
-    try:  # modeling/checkpoints.py (when present) reads more checkpoint formats
-        from modeling import checkpoints as ckpt_lib
-        loader = getattr(ckpt_lib, "load_checkpoint", None)
-    except ImportError:
-        loader = None
-    if loader is not None:
-        try:
-            bundle = loader(checkpoint)
-        except (TypeError, NotImplementedError):
-            bundle = None
-        if bundle is not None and getattr(bundle, "encoder", None) is not None \
-                and getattr(bundle, "mlm_head", None) is not None:
-            return bundle.encoder, bundle.mlm_head, tokenizer
+    try:  # modeling/checkpoints.py reads more checkpoint formats
+        bundle = ckpt_lib.load_checkpoint(checkpoint)
+    except (TypeError, NotImplementedError):
+        bundle = None
+    if bundle is not None and getattr(bundle, "encoder", None) is not None \
+            and getattr(bundle, "mlm_head", None) is not None:
+        return bundle.encoder, bundle.mlm_head, tokenizer
 
     model = build_pretraining_model(config)
     tinybert.restore_teacher_weights(model.encoder, prefix, flag="teacher_checkpoint")
@@ -145,14 +141,9 @@ def load_teacher(checkpoint, bert_config_file=None, vocab_file=None, do_lower_ca
 def augment_file(input_file, output_file, augmenter, *, text_column=None, num_aug=20, replace_prob=0.4, seed=42,
                  progress=True):
     """Augment `input_file` into `output_file` (atomically). Returns a summary dict."""
-    import numpy as np
-
-    import bertkit_io
-
     kind, header, rows, keys = read_table(input_file, text_column)
     bar = None
     if progress:
-        import keras
         bar = keras.utils.Progbar(len(rows), unit_name="row")
     replaced = considered = 0
     out_rows = 0

@@ -1,8 +1,8 @@
 """Fine-tuning data: InputExamples -> packed features -> TFRecords + `task_meta.json`.
 
-    from data.finetuning import write_task_records
-    meta = write_task_records(processor, data_dir, tokenizer, output_dir, max_seq_length=128,
-                              splits=("train", "dev", "test"), pad_to_multiple_of=None)
+Usage: `from data.finetuning import write_task_records`, then
+  meta = write_task_records(processor, data_dir, tokenizer, output_dir, max_seq_length=128,
+                            splits=("train", "dev", "test"), pad_to_multiple_of=None)
 
 Packing follows the original BERT `convert_single_example`: `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, segment ids
 0 for `[CLS] a [SEP]` and 1 for `b [SEP]`, input mask 1 on real tokens, zero padding to max_seq_length. Pairs are
@@ -10,7 +10,7 @@ truncated longest-first, one token at a time, from the end, ties taken from b (`
 keep their first max_seq_length - 2 tokens. As in the original, an example counts as a pair only when text_b is
 non-empty and has at least one token.
 
-Records (DESIGN.md fine-tuning schema, `data.schema.finetuning_feature_spec`): input_ids, input_mask, segment_ids
+Records (DESIGN.md fine-tuning schema, `data.tfrecords.finetuning_feature_spec`): input_ids, input_mask, segment_ids
 int64[T]; label_ids int64[1] (float[1] for regression; 0 for unlabelled test rows); is_real_example int64[1];
 example_index int64[1] (data row in the source file; -1 for padding examples). Files: `<split>.tf_record` in
 output_dir (train.tf_record, dev.tf_record / dev_matched.tf_record ..., test.tf_record ...), plus `task_meta.json`:
@@ -27,6 +27,7 @@ import logging
 import os
 
 import numpy as np
+import tensorflow as tf
 
 import bertkit_io
 from bertkit_errors import UserError
@@ -146,8 +147,6 @@ def convert_examples_to_features(examples, label_list, max_seq_length, tokenizer
 
 def serialize_features(features):
     """Yield serialized tf.train.Example strings, one per row of the feature arrays."""
-    import tensorflow as tf
-
     def ints(values):
         return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
 
@@ -168,8 +167,6 @@ def serialize_features(features):
 
 def write_tfrecord(features, path):
     """Write the feature arrays to `path` atomically; returns the number of records."""
-    import tensorflow as tf
-
     bertkit_io.remove_stale_temps_of(path)
     tmp = bertkit_io.temp_name(path)
     count = 0

@@ -28,10 +28,15 @@ instances are shuffled within the chunk (the original shuffles the whole corpus 
 original script's (not byte-compatible with it); the distributions are the same (tests/data/test_pretraining.py).
 """
 import bisect
+import collections
 import dataclasses
+import os
 import random
 
 import numpy as np
+
+import bertkit_errors
+from tokenization import warn_duplicate_tokens
 
 from data import pretraining_records
 
@@ -62,11 +67,6 @@ class InstanceConfig:
 def read_vocab(vocab_file, flag="vocab_file"):
     """Vocab file -> OrderedDict token -> id (original semantics: id = line number, each line stripped), without
     TensorFlow. UserError naming the flag when missing, not UTF-8, or lacking [UNK] [CLS] [SEP] [MASK]."""
-    import collections
-    import os
-
-    import bertkit_errors
-
     path = os.fspath(vocab_file or "")
     if not path:
         raise bertkit_errors.UserError(f"--{flag}: required")
@@ -85,8 +85,6 @@ def read_vocab(vocab_file, flag="vocab_file"):
         lines.pop()
     for index, line in enumerate(lines):
         vocab[line.strip()] = index
-    from tokenization import warn_duplicate_tokens
-
     warn_duplicate_tokens(path, vocab, lines)
     missing = [t for t in ("[UNK]",) + SPECIAL_TOKENS if t not in vocab]
     if missing:

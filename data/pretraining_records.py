@@ -12,6 +12,9 @@ columns, of which the first `nbytes` are valid); the records are the valid bytes
 compaction yields all records back to back. `tests/data/test_schema.py` checks the bytes against
 tf.train.Example parsing.
 """
+import struct
+
+import google_crc32c as _crc32c
 import numpy as np
 
 PRETRAINING_LAYOUT = (
@@ -170,13 +173,9 @@ def split_records(blob, ends):
 
 
 # ---- TFRecord framing (uint64 length, masked crc32c of the length, data, masked crc32c of the data) ----------------
-try:  # optional: the C CRC32C lets worker processes frame records, so the main process only copies bytes
-    import google_crc32c as _crc32c
-
-    HAVE_FAST_CRC32C = _crc32c.implementation == "c"
-except ImportError:  # pragma: no cover - the writer then falls back to tf.io.TFRecordWriter in the main process
-    _crc32c = None
-    HAVE_FAST_CRC32C = False
+# The C CRC32C lets worker processes frame records, so the main process only copies bytes; with the pure-Python
+# implementation the writer falls back to tf.io.TFRecordWriter in the main process.
+HAVE_FAST_CRC32C = _crc32c.implementation == "c"
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -188,8 +187,6 @@ def masked_crc32c(data):
 
 def frame_tfrecords(blob, ends):
     """Serialized records back to back -> (TFRecord-framed bytes, int64 end offsets of the framed records)."""
-    import struct
-
     data = bytes(blob)
     header_cache = {}
     parts = []

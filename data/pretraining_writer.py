@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import zlib
 from collections import deque
@@ -150,7 +151,7 @@ class _Outputs:
                 z = zlib.compressobj(6, zlib.DEFLATED, 31) if self.gzip_compress else None
                 self.files.append((f, z))
             return
-        import tensorflow as tf  # only the main process writes
+        import tensorflow as tf  # local: the numpy workers are forked before TensorFlow is imported
 
         options = tf.io.TFRecordOptions(compression_type="GZIP" if self.gzip_compress else "")
         for t in self.temps:
@@ -352,8 +353,6 @@ def run(input_files, output_files, encode_batch, cfg, pool=None, gzip_compress=F
 
 
 def _is_main_thread():
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 

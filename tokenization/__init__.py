@@ -1,6 +1,7 @@
 """BERT WordPiece tokenization: the original API, plus fast batch paths built on tensorflow-text.
 
-    from tokenization import FullTokenizer, load_vocab
+Usage: `from tokenization import FullTokenizer, load_vocab`. Importing the package does not import TensorFlow: the
+fast path's TensorFlow functions (`tokenization/wordpiece_ops.py`) are built on first use.
 
 Every path gives exactly the tokens of `tokenization.reference` (the original Google BERT algorithm):
   * ASCII texts without control characters (the bulk of English text) go through tensorflow-text's
@@ -13,6 +14,7 @@ Every path gives exactly the tokens of `tokenization.reference` (the original Go
   * the rare texts whose tokenization depends on context beyond one character (capital sigma's final form, reordering
     of non-Mn combining marks, lone surrogates) use the reference directly.
 """
+import concurrent.futures
 import os
 import re
 
@@ -40,8 +42,6 @@ def _num_workers():
 def _executor():
     global _EXECUTOR
     if _EXECUTOR is None:
-        import concurrent.futures
-
         _EXECUTOR = concurrent.futures.ThreadPoolExecutor(_num_workers(), thread_name_prefix="bertkit-tokenize")
     return _EXECUTOR
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -178,39 +178,10 @@ class FullTokenizer:
 
     def _ops(self):
         if self._tf is None:
-            import tensorflow as tf
-            import tensorflow_text as tf_text
+            # TensorFlow on first use only: create_pretraining_data.py forks its numpy workers after importing us
+            from tokenization import wordpiece_ops
 
-            # Ids follow the file's line numbers (original load_vocab); a duplicated token keeps its last id there.
-            # FastWordpieceTokenizer numbers tokens by list position, so map positions back to ids when they differ.
-            tokens = list(self.vocab)
-            ids = np.asarray([self.vocab[t] for t in tokens], dtype=np.int32)
-            common = dict(token_out_type=tf.int32, unknown_token="[UNK]", suffix_indicator="##",
-                          support_detokenization=False)
-            # ASCII: one byte per character, so the byte limit is the original's character limit. The word path gets
-            # words already cut to the character limit in Python; its byte limit only has to let them all through.
-            e2e = tf_text.FastWordpieceTokenizer(tokens, no_pretokenization=False,
-                                                 max_bytes_per_word=self.max_input_chars_per_word, **common)
-            words = tf_text.FastWordpieceTokenizer(tokens, no_pretokenization=True,
-                                                   max_bytes_per_word=4 * self.max_input_chars_per_word, **common)
-            spec = [tf.TensorSpec([None], tf.string)]
-
-            @tf.function(input_signature=spec)
-            def ascii_fn(x):
-                r = e2e.tokenize(tf.strings.lower(x) if self.do_lower_case else x)
-                return r.flat_values, r.row_lengths()
-
-            @tf.function(input_signature=spec)
-            def words_fn(x):
-                r = words.tokenize(x)
-                return r.flat_values, r.row_lengths()
-
-            def run(fn, x):
-                flat, rl = fn(tf.constant(x, dtype=tf.string))
-                return flat.numpy(), rl.numpy()
-
-            self._tf = (lambda x: run(ascii_fn, x), lambda x: run(words_fn, x), ids,
-                        bool(np.any(ids != np.arange(len(ids)))))
+            self._tf = wordpiece_ops.build_ops(self.vocab, self.do_lower_case, self.max_input_chars_per_word)
         return self._tf
 
     def _run_parallel(self, fn, items):

@@ -15,6 +15,7 @@ import os
 
 import keras
 import tensorflow as tf
+import tensorflow_text as tf_text
 
 import bertkit_errors
 from tokenization import MAX_INPUT_CHARS_PER_WORD, _charmap, check_max_input_chars, load_vocab
@@ -28,8 +29,6 @@ class BertTextPacker(keras.layers.Layer):
     def __init__(self, vocab_file, do_lower_case=True, max_seq_length=128,
                  max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD, **kwargs):
         super().__init__(trainable=False, **kwargs)
-        import tensorflow_text as tf_text
-
         self.vocab_file = os.fspath(vocab_file)
         self.do_lower_case = bool(do_lower_case)
         self.max_seq_length = int(max_seq_length)

@@ -116,9 +116,9 @@ def test_packing_details_and_padding(tokenizer):
 
 def _read_records(path, max_len, regression=False):
     import tensorflow as tf
-    from data import schema
-    spec = schema.finetuning_feature_spec(max_len, is_regression=regression)
-    ds = schema.open_tfrecord_dataset(path).map(lambda r: tf.io.parse_single_example(r, spec))
+    from data import tfrecords
+    spec = tfrecords.finetuning_feature_spec(max_len, is_regression=regression)
+    ds = tfrecords.open_tfrecord_dataset(path).map(lambda r: tf.io.parse_single_example(r, spec))
     return [{k: v.numpy() for k, v in rec.items()} for rec in ds]
 
 

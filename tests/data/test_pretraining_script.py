@@ -53,11 +53,11 @@ def test_output_is_identical_whatever_num_workers_and_parses(files):
 
     import tensorflow as tf
 
-    from data import schema
+    from data import tfrecords
 
     summary = json.load(open(d / "w2" / "data.summary.json"))
-    spec = schema.pretraining_feature_spec(32, 5)
-    records = list(schema.open_tfrecord_dataset(str(d / "w2" / "data-*.tfrecord")))
+    spec = tfrecords.pretraining_feature_spec(32, 5)
+    records = list(tfrecords.open_tfrecord_dataset(str(d / "w2" / "data-*.tfrecord")))
     assert len(records) == summary["instances"] > 50
     parsed = tf.io.parse_example(tf.stack(records), spec)
     ids = H.restore_tokens({k: v.numpy() for k, v in parsed.items()})  # a random replacement may be [SEP]
@@ -77,7 +77,7 @@ def test_worker_framing_equals_tfrecordwriter_and_sop_ngram_records_parse(tmp_pa
     whole-word data parses with the pretraining spec."""
     import tensorflow as tf
 
-    from data import pretraining, pretraining_writer, schema
+    from data import pretraining, pretraining_writer, tfrecords
 
     corpus = H.write_text_corpus(tmp_path / "c.txt", num_docs=30)
     vocab = H.tiny_vocab()
@@ -96,7 +96,7 @@ def test_worker_framing_equals_tfrecordwriter_and_sop_ngram_records_parse(tmp_pa
         outs[framed] = [open(o, "rb").read() for o in out]
     assert outs[True] == outs[False]
     assert summary["task"] == "sop" and 0.35 < summary["label_1_fraction"] < 0.65
-    ds = schema.parse_pretraining_dataset(str(tmp_path / "f1-*.tfrecord"), 32, 6)
+    ds = tfrecords.parse_pretraining_dataset(str(tmp_path / "f1-*.tfrecord"), 32, 6)
     n = sum(1 for _ in ds)
     assert n == summary["instances"] > 20
     first = next(iter(ds))

@@ -1,11 +1,13 @@
 """Task processors on files laid out as the official GLUE/XNLI distributions, and the custom/BBC processors."""
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 from bertkit_errors import UserError
-from data import processors
+from data import processors, tasks
 from data.processors import get_processor
 
 GLUE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "glue")
@@ -113,6 +115,15 @@ def test_mnli_matched_and_mismatched_dev_sets():
     assert mm.get_test_examples(d)[0].text_a.startswith("What have you decided")
     # the gold label is the LAST column: dev has 16 columns, train 12
     assert [e.label for e in mnli.get_examples(d, "dev_matched")] == ["neutral", "contradiction", "entailment"]
+
+
+def test_task_names_module_lists_every_processor_and_imports_nothing_heavy():
+    """data/tasks.py (the scripts' --task_name check) names the processors in order, without numpy/TensorFlow."""
+    assert tasks.TASK_NAMES == tuple(processors.PROCESSORS)
+    code = "import sys, data.tasks; print(sorted({'numpy', 'tensorflow'} & set(sys.modules)))"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_task_names_case_insensitive_and_aliases():

@@ -1,4 +1,5 @@
-"""data.schema: feature specs, file patterns, gzip detection, and our hand-made Example bytes vs TensorFlow."""
+"""data.schema / data.tfrecords: feature specs, file patterns, gzip detection, and our hand-made Example bytes vs
+TensorFlow."""
 import os
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from bertkit_errors import UserError
-from data import pretraining_records, schema
+from data import pretraining_records, schema, tfrecords
 
 
 def _random_features(rng, b, t=16, p=4, big=False):
@@ -60,8 +61,8 @@ def test_parse_with_pretraining_spec_and_gzip_detection(tmp_path):
     (tmp_path / "a.summary.json").write_text("{}")
     (tmp_path / "a.tfrecord.tmp-123").write_bytes(b"partial")  # unfinished: skipped
     assert not schema.is_gzip_file(plain) and schema.is_gzip_file(packed)
-    spec = schema.pretraining_feature_spec(16, 4)
-    ds = schema.open_tfrecord_dataset(f"{tmp_path}/a*,{tmp_path}/b.tfrecord")
+    spec = tfrecords.pretraining_feature_spec(16, 4)
+    ds = tfrecords.open_tfrecord_dataset(f"{tmp_path}/a*,{tmp_path}/b.tfrecord")
     got = [tf.io.parse_single_example(r, spec) for r in ds]
     assert len(got) == 7
     for i, ex in enumerate(got):
@@ -69,18 +70,18 @@ def test_parse_with_pretraining_spec_and_gzip_detection(tmp_path):
             assert ex[name].dtype == spec[name].dtype
             np.testing.assert_array_equal(ex[name].numpy(), f[name][i].reshape(-1))
     # mixed plain + gzip files keep the file order
-    ds = schema.open_tfrecord_dataset([packed, plain])
+    ds = tfrecords.open_tfrecord_dataset([packed, plain])
     assert [r.numpy() for r in ds] == records[3:] + records[:3]
 
 
 def test_feature_specs():
-    spec = schema.pretraining_feature_spec(128, 20)
+    spec = tfrecords.pretraining_feature_spec(128, 20)
     assert set(spec) == set(schema.PRETRAINING_KEYS)
     assert spec["input_ids"].shape == [128] and spec["masked_lm_positions"].shape == [20]
     assert spec["masked_lm_weights"].dtype == tf.float32 and spec["next_sentence_labels"].shape == [1]
-    fine = schema.finetuning_feature_spec(64)
+    fine = tfrecords.finetuning_feature_spec(64)
     assert set(fine) == set(schema.FINETUNING_KEYS) and fine["label_ids"].dtype == tf.int64
-    assert schema.finetuning_feature_spec(64, is_regression=True)["label_ids"].dtype == tf.float32
+    assert tfrecords.finetuning_feature_spec(64, is_regression=True)["label_ids"].dtype == tf.float32
 
 
 def test_file_patterns(tmp_path):
@@ -95,4 +96,4 @@ def test_file_patterns(tmp_path):
     with pytest.raises(UserError, match="--train_file: no file given"):
         schema.expand_file_patterns(" , ", flag="train_file")
     with pytest.raises(UserError, match="no file matches"):
-        schema.open_tfrecord_dataset(f"{tmp_path}/*.tfrecord")
+        tfrecords.open_tfrecord_dataset(f"{tmp_path}/*.tfrecord")
