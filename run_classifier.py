@@ -140,8 +140,8 @@ def _check_flags():
     """The flag checks that need no TensorFlow (run before anything heavy is imported, so a flag error prints its line
     at once). The model files (--bert_config_file, --vocab_file) are checked here unless an --init_checkpoint
     directory may supply them (then `_check_model_files` after its defaults). Returns the --speed values."""
-    # data/processors.py imports no TensorFlow / numpy: the task name is checked before anything heavy.
-    from data.processors import canonical_task_name
+    # data/tasks.py imports no TensorFlow / numpy: the task name is checked before anything heavy.
+    from data.tasks import canonical_task_name
 
     for name in ("task_name", "output_dir"):
         if not getattr(FLAGS, name):
