@@ -1,7 +1,7 @@
 """Non-neural baselines for text classification tasks: TF-IDF + logistic regression (scikit-learn).
 
-    from training import baselines
-    result = baselines.tfidf_baseline(data_dir, "bbc")   # {"accuracy", "macro_f1", ...} on the task's dev set
+    >>> from training import baselines
+    >>> result = baselines.tfidf_baseline(data_dir, "bbc")   # {"accuracy", "macro_f1", ...} on the task's dev set
 
 The reference point BERT fine-tuning results are read against (bench/bench_tfidf_baseline.py, demo.py's summary).
 """

@@ -1,42 +1,37 @@
-"""Fine-tuning logic behind run_classifier.py: model setup, records, per-epoch training with best-checkpoint keeping,
-GLUE-style evaluation and prediction files.
+"""Fine-tuning logic behind run_classifier.py: what is trained and checkpointed (the model setups), the
+--init_checkpoint pieces a setup restores, and per-epoch training with best-checkpoint keeping.
 
     setup = build_classifier_setup(config, num_labels, is_regression)      # inside strategy.scope()
     trainer = TrainerModel(setup.network, setup.loss_fn, setup.metric_names,
                            trainable_variables_fn=setup.trainable_variables_fn)
     items = setup.all_checkpoint_items(trainer)                             # encoder, classifier_head, optimizer, ...
-    results = evaluate(setup.predict_fn, {"dev": dataset}, task_name="mrpc", is_regression=False)
+    result = train_and_evaluate(trainer, dataset_fn, ..., evaluate_fn=..., best=BestCheckpoint(output_dir, key))
 
 Extension points (TinyBERT task distillation, FastBERT): `build_classifier_setup` is the one place that decides what
 is trained (network + loss + metrics + trainable variables) and what is checkpointed; a variant returns another
 `ClassifierSetup` (e.g. a network wrapping student and teacher, a loss over hidden states, extra checkpoint items
-such as `fit_dense` or `branches`) and the training/evaluation code below stays the same. Evaluation and prediction
-only need `predict_fn(features) -> logits` ([B, num_labels] float32; [B, 1] for regression).
-
-Best checkpoint: after each epoch's evaluation the checkpoint is copied to `output_dir/best/` (`ckpt-N.*`, a
-`checkpoint` state file, so `tf.train.latest_checkpoint(best_dir)` finds it, and `best.json` with step, metric and
-metrics) when the task's main metric improved. `best.json` is written after the files it names and the old files
-are removed after it, so an interrupted update never leaves a `best.json` naming missing files.
+such as `fit_dense` or `branches`) and the training/evaluation code stays the same. Evaluation and prediction
+(training/classifier_eval.py) only need `predict_fn(features) -> logits` ([B, num_labels] float32; [B, 1] for
+regression). The records and task metadata are in training/classifier_records.py, the best checkpoint
+(output_dir/best/) in training/best_checkpoint.py, FastBERT's early-exit evaluation in training/fastbert_speed.py.
 """
 import dataclasses
-import glob
 import json
 import math
 import os
-import shutil
-import sys
-import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 import bertkit_errors
 import bertkit_io
-from modeling import checkpoints
+from data import finetuning
+from modeling import build_classifier, build_fit_dense, checkpoints
+from training import best_checkpoint, distillation, fastbert, tinybert
 from training import progress as progress_lib
+from training import trainer as trainer_lib
 
-BEST_DIR = "best"
-BEST_FILE = "best.json"
 EVAL_HISTORY_FILE = "eval_history.json"
 MODEL_FILES = ("bert_config.json", "vocab.txt", "bertkit.json")
 
@@ -48,8 +43,6 @@ MODEL_FILES = ("bert_config.json", "vocab.txt", "bertkit.json")
 def classification_loss_fn(is_regression):
     """loss_fn for TrainerModel over logits [B, C]: softmax cross-entropy (MSE on logits[:, 0] for regression),
     mean over the real examples (`is_real_example` weights). Metrics: accuracy (classification only)."""
-    import tensorflow as tf
-
     def loss_fn(features, logits):
         logits = tf.cast(logits, tf.float32)
         weights = tf.cast(tf.reshape(features["is_real_example"], [-1]), tf.float32)
@@ -101,8 +94,6 @@ class ClassifierSetup:
     def predict_fn(self):
         """tf.function features -> float32 logits of the classifier (inference mode)."""
         if self._predict is None:
-            import tensorflow as tf
-
             classifier = self.classifier
             self._predict = tf.function(lambda f: tf.cast(classifier(model_inputs(f), training=False), tf.float32),
                                         reduce_retracing=True)
@@ -124,7 +115,6 @@ class InputsFilter(keras.Model):
 def build_classifier_setup(config, num_labels, is_regression=False, dropout=None):
     """The plain fine-tuning setup: `modeling.build_classifier` trained with `classification_loss_fn`.
     Call inside `strategy.scope()`. Checkpoint items: `encoder`, `classifier_head` (DESIGN.md names)."""
-    from modeling import build_classifier
 
     classifier = build_classifier(config, 1 if is_regression else num_labels, dropout)
     return ClassifierSetup(
@@ -150,9 +140,6 @@ def build_task_distillation_setup(config, num_labels, teacher, teacher_config, *
     encoder + head for "prediction", all three for "both". `classifier` / `predict_fn` are the student's, so
     evaluation, prediction and export see the student only; checkpoint items `encoder`, `classifier_head` (+
     `fit_dense`) load into a plain classifier."""
-    from modeling import build_classifier, build_fit_dense
-    from training import distillation, tinybert
-
     student = build_classifier(config, 1 if is_regression else num_labels, dropout)
     inter = stage in ("intermediate", "both")
     if not inter:
@@ -186,8 +173,6 @@ def build_task_distillation_setup(config, num_labels, teacher, teacher_config, *
 def restore_fit_dense(fit_dense, prefix):
     """Restore `fit_dense` from checkpoint `prefix` (a general distillation output) when it has one whose variable
     shapes match. Returns True if it did (False: no `fit_dense` there, or other widths: keep the fresh one)."""
-    import tensorflow as tf
-
     if fit_dense is None:
         return False
     shapes = sorted(tuple(shape) for name, shape in tf.train.list_variables(prefix)
@@ -211,9 +196,6 @@ def build_fastbert_setup(config, num_labels, *, stage="finetune", branch_hidden_
     stage "finetune": the plain fine-tuning network/loss (the branches are not trained). stage "distill":
     `SelfDistillationNetwork` (encoder and final head frozen) trained on the KL to the final classifier, only the
     branches trainable; labels are not needed. `setup.branches` is the BranchSet."""
-    from modeling import build_classifier
-    from training import fastbert
-
     if stage not in ("finetune", "distill"):
         raise bertkit_errors.UserError(f"--fastbert_stage={stage}: expected finetune or distill")
     if config.num_hidden_layers < 2:
@@ -243,34 +225,8 @@ def build_fastbert_setup(config, num_labels, *, stage="finetune", branch_hidden_
     return setup
 
 
-def fastbert_speed_evaluation(setup, datasets, speeds, *, output_dir=None, global_step=0, print_fn=print):
-    """Early-exit evaluation of a FastBERT setup on every dev split ({split: dataset}) at each speed
-    (`training.fastbert.evaluate_speeds`). Returns (flat results for eval_results.txt, prefixed `<split>/` with
-    several splits, {split: rows}). With `output_dir`: the table is written to output_dir/speed_table.txt and the
-    speed/accuracy curve logged under output_dir/logs/eval at global_step."""
-    from training import fastbert
-
-    results, all_rows, tables = {}, {}, []
-    prefix = len(datasets) > 1
-    for split, dataset in datasets.items():
-        rows = fastbert.evaluate_speeds(setup.encoder, setup.branches, setup.classifier.head, dataset, speeds)
-        all_rows[split] = rows
-        flat = fastbert.speed_results_for_eval_file(rows)
-        results.update({(f"{split}/{k}" if prefix else k): v for k, v in flat.items()})
-        table = fastbert.format_speed_table(rows)
-        tables.append((f"{split}:\n" if prefix else "") + table)
-        print_fn(f"FastBERT early exit on {split}:\n{table}")
-        if output_dir is not None:
-            log_dir = os.path.join(output_dir, "logs", "eval" if not prefix else os.path.join("eval", split))
-            fastbert.log_speed_curve(log_dir, rows, int(global_step))
-    if output_dir is not None:
-        with bertkit_io.atomic_write(os.path.join(output_dir, "speed_table.txt")) as f:
-            f.write("\n\n".join(tables) + "\n")
-    return results, all_rows
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# Model directories, task metadata, records
+# Model directories and --init_checkpoint
 # ----------------------------------------------------------------------------------------------------------------
 
 def model_dir_defaults(init_checkpoint, vocab_dir=None):
@@ -278,8 +234,6 @@ def model_dir_defaults(init_checkpoint, vocab_dir=None):
     or HuggingFace (see modeling.checkpoints.model_dir_defaults; a vocabulary only in tokenizer.json is written as
     vocab.txt into `vocab_dir`): {"bert_config_file", "vocab_file", "do_lower_case", "task_meta", "model_dir"} for
     what it holds (missing keys absent). {} for anything else."""
-    from data import finetuning
-
     out = checkpoints.model_dir_defaults(init_checkpoint, vocab_dir=vocab_dir)
     if out:
         meta = finetuning.read_task_meta(out["model_dir"])
@@ -288,29 +242,9 @@ def model_dir_defaults(init_checkpoint, vocab_dir=None):
     return out
 
 
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise bertkit_errors.UserError(f"{path}: cannot read ({e})") from None
-
-
-def resolve_checkpoint(path):
-    """A checkpoint prefix for --init_checkpoint: a model directory's best/ checkpoint when it has one (a run_classifier
-    output), else the path itself (a prefix, or a directory that restore_encoder_weights resolves)."""
-    if path and os.path.isdir(path):
-        best = BestCheckpoint(path, None).prefix()
-        if best:
-            return best
-    return path
-
-
 def restore_head(setup, prefix):
     """Restore the `classifier_head` of checkpoint `prefix` into setup's classifier when the checkpoint has one.
     Returns True if it did."""
-    import tensorflow as tf
-
     names = [name for name, _ in tf.train.list_variables(prefix)]
     if not any(n.startswith("classifier_head/") for n in names):
         return False
@@ -322,327 +256,13 @@ def restore_head(setup, prefix):
     return True
 
 
-def processor_from_meta(meta, skip_malformed=False):
-    """Rebuild the processor that wrote records from their task_meta.json (for the source rows' ids)."""
-    from data import processors
-
-    cfg = dict(meta.get("processor") or {})
-    task = cfg.pop("task_name", None) or meta.get("task")
-    if processors.canonical_task_name(task) == "custom":
-        custom = {k: cfg.get(k) for k in ("text_a_column", "text_b_column", "label_column", "id_column",
-                                          "has_header", "is_regression")}
-        if not meta.get("is_regression"):
-            custom["labels"] = ",".join(meta.get("labels") or [])
-        return processors.get_processor(task, skip_malformed=skip_malformed, **custom)
-    return processors.get_processor(task, skip_malformed=skip_malformed, language=cfg.get("language"))
-
-
-def task_is_pair(processor):
-    """True when the task's examples are text pairs (text_a, text_b)."""
-    if hasattr(processor, "text_b_column"):
-        return processor.text_b_column is not None
-    layouts = getattr(processor, "layouts", None) or {}
-    return any(getattr(layout, "text_b", None) is not None for layout in layouts.values())
-
-
-def splits_of_kind(meta, processor, kind):
-    """Split names of `kind` ('train', 'dev', 'test') present in the records, in the processor's order."""
-    order = {name: i for i, name in enumerate(processor.split_names())}
-    names = [s for s, info in meta.get("splits", {}).items() if info.get("kind") == kind]
-    return sorted(names, key=lambda s: order.get(s, len(order)))
-
-
-def _wanted_splits(processor, do_train, do_eval, do_predict):
-    names = []
-    if do_train:
-        names += list(processor.train_splits)
-    if do_eval:
-        names += list(processor.dev_splits)
-    if do_predict:
-        names += list(processor.test_splits)
-    return names
-
-
-def prepare_records(processor, data_dir, tokenizer, output_dir, max_seq_length, *, do_train, do_eval, do_predict,
-                    vocab_file, do_lower_case, print_fn=print):
-    """The original run_classifier.py behaviour: write the needed splits' records into output_dir (train.tf_record,
-    eval/dev..., test...), reusing records already there when their task_meta.json matches (same task, labels, vocab,
-    case, max_seq_length, processor settings, source file, and the record newer than its source). Returns the meta."""
-    from data import finetuning
-
-    wanted = _wanted_splits(processor, do_train, do_eval, do_predict)
-    for kind, flag, names in (("train", "do_train", processor.train_splits), ("dev", "do_eval", processor.dev_splits),
-                              ("test", "do_predict", processor.test_splits)):
-        if {"train": do_train, "dev": do_eval, "test": do_predict}[kind] and not names:
-            raise bertkit_errors.UserError(f"--{flag}: task {processor.task_name} has no {kind} set")
-    labels = processor.get_labels(data_dir)
-    expected = {
-        "task": processor.task_name, "labels": list(labels), "is_regression": bool(processor.is_regression),
-        "max_seq_length": int(max_seq_length), "vocab_file": os.path.abspath(vocab_file),
-        "do_lower_case": bool(do_lower_case), "processor": processor.config(),
-    }
-    old = finetuning.read_task_meta(output_dir)
-    missing = list(wanted)
-    if old is not None and all(old.get(k) == v for k, v in expected.items()):
-        missing = []
-        for split in wanted:
-            info = old.get("splits", {}).get(split)
-            record = os.path.join(output_dir, info["file"]) if info and info.get("file") else None
-            source = processor.split_path(data_dir, split)
-            if (record is None or not os.path.isfile(record) or info.get("source") != os.path.abspath(source)
-                    or not os.path.isfile(source) or os.path.getmtime(record) < os.path.getmtime(source)):
-                missing.append(split)
-    if not missing:
-        print_fn(f"reusing the records in {output_dir} ({', '.join(wanted)})")
-        return old
-    meta = finetuning.write_task_records(processor, data_dir, tokenizer, output_dir, max_seq_length, splits=missing,
-                                         vocab_file=vocab_file, do_lower_case=do_lower_case)
-    for split in missing:
-        info = meta["splits"][split]
-        print_fn(f"{split}: {info['num_real_examples']} examples ({info['num_truncated']} truncated) -> "
-                 f"{os.path.join(output_dir, info['file'])}")
-    return meta
-
-
-def check_labels_match(meta, other_meta, where):
-    """UserError when two task metas disagree on the task's label list / regression."""
-    if other_meta is None:
-        return
-    a = (bool(meta.get("is_regression")), list(meta.get("labels") or []))
-    b = (bool(other_meta.get("is_regression")), list(other_meta.get("labels") or []))
-    if a != b:
-        def show(x):
-            return "regression" if x[0] else ",".join(x[1])
-        raise bertkit_errors.UserError(
-            f"{where}: labels {show(b)} differ from the records' labels {show(a)} (task {meta.get('task')})")
-
-
-def source_ids(meta, split, processor=None):
-    """{example_index: id} for a split from its source file (the id part of each example's guid: the row's id column
-    where the task has one, else its row number). {} when the source cannot be read."""
-    info = meta.get("splits", {}).get(split, {})
-    source = info.get("source")
-    if not source or not os.path.isfile(source):
-        return {}
-    try:
-        processor = processor or processor_from_meta(meta)
-        examples = processor.get_examples(os.path.dirname(source), split)
-    except (bertkit_errors.UserError, OSError, TypeError, KeyError):
-        return {}
-    out = {}
-    for ex in examples:
-        guid = str(ex.guid)
-        out[int(ex.example_index)] = guid[len(split) + 1:] if guid.startswith(split + "-") else guid
-    return out
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# Prediction and evaluation (any predict_fn)
+# Evaluation history
 # ----------------------------------------------------------------------------------------------------------------
-
-def run_predictions(predict_fn, dataset, *, description="predict", print_fn=print, total=None,
-                    progress_interval=progress_lib.DEFAULT_INTERVAL):
-    """Run predict_fn over every batch of `dataset` (record batches). Returns numpy arrays: logits [N, C],
-    label_ids [N], is_real_example [N], example_index [N] (all records, padding included). On a terminal a progress
-    bar; otherwise a line every `progress_interval` seconds (`<description>: done/total examples (P%), E examples/s,
-    about M left`; `total`: the number of records, when known)."""
-    logits, labels, real, index = [], [], [], []
-    progbar = progress = None
-    start = time.perf_counter()
-    if sys.stdout.isatty():
-        progbar = keras.utils.Progbar(None, unit_name="batch")
-    else:
-        progress = progress_lib.Progress(description, total, interval=progress_interval, print_fn=print_fn)
-    done = 0
-    for i, features in enumerate(dataset):
-        out = np.asarray(predict_fn(features), dtype=np.float32)
-        logits.append(out.reshape(out.shape[0], -1))
-        labels.append(np.asarray(features["label_ids"]).reshape(-1))
-        real.append(np.asarray(features["is_real_example"]).reshape(-1))
-        index.append(np.asarray(features["example_index"]).reshape(-1))
-        done += logits[-1].shape[0]
-        if progbar is not None:
-            progbar.update(i + 1)
-        elif i == 0:
-            progress.start(done)  # the first batch includes tracing
-        else:
-            progress.update(done)
-    n = sum(x.shape[0] for x in logits)
-    print_fn(f"{description}: {n} examples in {time.perf_counter() - start:.1f}s")
-    if not logits:
-        return {"logits": np.zeros((0, 1), np.float32), "label_ids": np.zeros((0,)), "is_real_example":
-                np.zeros((0,), np.int64), "example_index": np.zeros((0,), np.int64)}
-    return {"logits": np.concatenate(logits), "label_ids": np.concatenate(labels),
-            "is_real_example": np.concatenate(real).astype(np.int64),
-            "example_index": np.concatenate(index).astype(np.int64)}
-
-
-def softmax(logits):
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
-def eval_loss(logits, labels, mask, is_regression):
-    """Mean loss over the real examples (cross-entropy, or squared error for regression)."""
-    m = np.asarray(mask).reshape(-1).astype(bool)
-    logits = np.asarray(logits, dtype=np.float64)[m]
-    if not logits.shape[0]:
-        return float("nan")
-    if is_regression:
-        y = np.asarray(labels, dtype=np.float64).reshape(-1)[m]
-        return float(np.mean((logits[:, 0] - y) ** 2))
-    y = np.asarray(labels).reshape(-1)[m].astype(np.int64)
-    z = logits - logits.max(axis=-1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-    return float(-np.mean(log_p[np.arange(y.shape[0]), y]))
-
-
-def evaluate(predict_fn, datasets, *, task_name, is_regression, global_step=None, output_dir=None, print_fn=print,
-             totals=None, progress_interval=progress_lib.DEFAULT_INTERVAL):
-    """Evaluate every dev split in `datasets` ({split: dataset}) on the whole split, padding examples excluded.
-    totals: {split: number of records} for the progress lines (run_predictions).
-
-    Returns {metric: value} as training.metrics.compute_metrics names them, plus eval_loss (and global_step when
-    given); with several splits (MNLI) every key is prefixed `<split>/`. TensorBoard scalars go to
-    `output_dir/logs/eval` at global_step."""
-    from training import metrics as metrics_lib
-
-    results = {}
-    prefix = len(datasets) > 1
-    for split, dataset in datasets.items():
-        out = run_predictions(predict_fn, dataset, description=f"eval {split}", print_fn=print_fn,
-                              total=(totals or {}).get(split), progress_interval=progress_interval)
-        m = metrics_lib.compute_metrics(task_name, out["logits"][:, :1] if is_regression else out["logits"],
-                                        out["label_ids"], mask=out["is_real_example"], is_regression=is_regression)
-        m["eval_loss"] = eval_loss(out["logits"], out["label_ids"], out["is_real_example"], is_regression)
-        results.update({(f"{split}/{k}" if prefix else k): v for k, v in m.items()})
-    if global_step is not None:
-        results["global_step"] = int(global_step)
-    if output_dir is not None and global_step is not None:
-        import tensorflow as tf
-
-        writer = tf.summary.create_file_writer(os.path.join(output_dir, "logs", "eval"))
-        with writer.as_default(step=int(global_step)):
-            for k, v in results.items():
-                if k != "global_step" and not k.endswith("num_examples"):
-                    tf.summary.scalar(k, v)
-        writer.close()
-    print_fn("eval: " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                 for k, v in sorted(results.items())))
-    return results
-
-
-def main_metric_key(task_name, is_regression, dev_splits):
-    from training import metrics as metrics_lib
-
-    name = metrics_lib.main_metric(task_name, is_regression)
-    return f"{dev_splits[0]}/{name}" if len(dev_splits) > 1 else name
-
-
-def prediction_file_names(split, test_splits):
-    """("test_results.tsv", "predictions.tsv") for a task's only test split; with several (MNLI) the split name
-    without its `test_` prefix is the suffix: test_results_matched.tsv, predictions_mismatched.tsv."""
-    if len(test_splits) <= 1:
-        return "test_results.tsv", "predictions.tsv"
-    suffix = split[len("test_"):] if split.startswith("test_") else split
-    return f"test_results_{suffix}.tsv", f"predictions_{suffix}.tsv"
-
-
-def write_predictions(output_dir, split, test_splits, outputs, *, labels, is_regression, ids=None):
-    """Write the original `test_results.tsv` (tab-separated class probabilities, one row per real example, no header;
-    the score for regression) and `predictions.tsv` (header id, label, probability: the row's id, the predicted
-    label name and its probability; for regression the score and an empty probability). Returns the two paths."""
-    ids = ids or {}
-    real = outputs["is_real_example"].astype(bool)
-    logits = outputs["logits"][real]
-    index = outputs["example_index"][real]
-    order = np.argsort(index, kind="stable")
-    logits, index = logits[order], index[order]
-    results_name, predictions_name = prediction_file_names(split, test_splits)
-    results_path = os.path.join(output_dir, results_name)
-    predictions_path = os.path.join(output_dir, predictions_name)
-    probs = logits[:, :1] if is_regression else softmax(logits)
-    with bertkit_io.atomic_write(results_path) as f:
-        for row in probs:
-            f.write("\t".join(str(np.float32(p)) for p in row) + "\n")
-    with bertkit_io.atomic_write(predictions_path) as f:
-        f.write("id\tlabel\tprobability\n")
-        for i, row in zip(index, probs):
-            row_id = ids.get(int(i), str(int(i)))
-            if is_regression:
-                f.write(f"{row_id}\t{str(np.float32(row[0]))}\t\n")
-            else:
-                k = int(np.argmax(row))
-                f.write(f"{row_id}\t{labels[k]}\t{str(np.float32(row[k]))}\n")
-    return results_path, predictions_path
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Best checkpoint
-# ----------------------------------------------------------------------------------------------------------------
-
-def _better(a, b):
-    """a better than b (higher); NaN is worse than anything."""
-    if a is None or (isinstance(a, float) and math.isnan(a)):
-        return False
-    if b is None or (isinstance(b, float) and math.isnan(b)):
-        return True
-    return a > b
-
-
-class BestCheckpoint:
-    """`output_dir/best/`: a copy of the checkpoint with the best main metric so far + best.json."""
-
-    def __init__(self, output_dir, metric_key):
-        self.dir = os.path.join(output_dir, BEST_DIR)
-        self.metric_key = metric_key
-
-    def info(self):
-        path = os.path.join(self.dir, BEST_FILE)
-        if not os.path.isfile(path):
-            return None
-        info = _read_json(path)
-        prefix = os.path.join(self.dir, info.get("checkpoint", ""))
-        if not os.path.isfile(prefix + ".index"):
-            return None
-        return info
-
-    def prefix(self):
-        info = self.info()
-        return os.path.join(self.dir, info["checkpoint"]) if info else None
-
-    def update(self, step, results, checkpoint_prefix):
-        """Copy `checkpoint_prefix` into best/ when results[metric_key] beats the kept one. Returns True if it did."""
-        value = results.get(self.metric_key)
-        current = self.info()
-        if current is not None and not _better(value, current.get("value")):
-            return False
-        os.makedirs(self.dir, exist_ok=True)
-        name = os.path.basename(checkpoint_prefix)
-        for src in glob.glob(checkpoint_prefix + ".*"):
-            dst = os.path.join(self.dir, os.path.basename(src))
-            with open(src, "rb") as fin, bertkit_io.atomic_write(dst, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-        info = {"step": int(step), "checkpoint": name, "metric": self.metric_key,
-                "value": None if value is None or (isinstance(value, float) and math.isnan(value)) else value,
-                "metrics": results}
-        with bertkit_io.atomic_write(os.path.join(self.dir, BEST_FILE)) as f:
-            json.dump(info, f, indent=2, sort_keys=True)
-            f.write("\n")
-        with bertkit_io.atomic_write(os.path.join(self.dir, "checkpoint")) as f:  # tf.train.latest_checkpoint's file
-            f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
-        keep = {os.path.basename(p) for p in glob.glob(os.path.join(self.dir, name + ".*"))}
-        for path in glob.glob(os.path.join(self.dir, "ckpt-*")):
-            if os.path.basename(path) not in keep:
-                os.remove(path)
-        return True
-
 
 def _load_history(output_dir):
     path = os.path.join(output_dir, EVAL_HISTORY_FILE)
-    return _read_json(path) if os.path.isfile(path) else {}
+    return best_checkpoint.read_json(path) if os.path.isfile(path) else {}
 
 
 def known_eval_results(output_dir, global_step):
@@ -685,10 +305,6 @@ def train_and_evaluate(trainer, dataset_fn, *, strategy, output_dir, epoch_ends,
     (when given) and `best.update`. Resumable: a rerun skips finished epochs and does not re-evaluate epochs
     recorded in eval_history.json. Progress lines count to the last epoch's end step. Returns {"global_step",
     "trained_steps", "examples_per_second"}."""
-    import tensorflow as tf
-
-    from training import trainer as trainer_lib
-
     history = _load_history(output_dir) if evaluate_fn is not None else {}
     start_step = None
     eps = []
@@ -729,10 +345,6 @@ def train_and_evaluate(trainer, dataset_fn, *, strategy, output_dir, epoch_ends,
 
 __all__ = [
     "ClassifierSetup", "InputsFilter", "build_classifier_setup", "classification_loss_fn", "model_inputs",
-    "build_task_distillation_setup", "restore_fit_dense", "build_fastbert_setup", "fastbert_speed_evaluation",
-    "model_dir_defaults", "resolve_checkpoint", "restore_head",
-    "processor_from_meta", "task_is_pair", "splits_of_kind", "prepare_records", "check_labels_match", "source_ids",
-    "run_predictions", "softmax", "eval_loss", "evaluate", "main_metric_key", "prediction_file_names",
-    "write_predictions", "BestCheckpoint", "num_train_steps_for", "epoch_end_steps", "train_and_evaluate",
-    "known_eval_results",
+    "build_task_distillation_setup", "restore_fit_dense", "build_fastbert_setup", "model_dir_defaults",
+    "restore_head", "num_train_steps_for", "epoch_end_steps", "train_and_evaluate", "known_eval_results",
 ]

@@ -1,8 +1,8 @@
 """Evaluation metrics per task, as GLUE reports them. numpy only (scikit-learn/scipy are test oracles, not deps).
 
-    from training.metrics import compute_metrics, main_metric
-    compute_metrics("mrpc", predictions, labels)   # -> {"accuracy", "f1", "acc_and_f1"}
-    main_metric("mrpc")                            # -> "f1"
+    >>> from training.metrics import compute_metrics, main_metric
+    >>> compute_metrics("mrpc", predictions, labels)   # -> {"accuracy", "f1", "acc_and_f1"}
+    >>> main_metric("mrpc")                            # -> "f1"
 
 `predictions`: class ids [N], or logits/probabilities [N, C] (argmax is taken); for regression, values [N] or [N, 1].
 `labels`: label ids [N] (floats for regression). `mask` (optional, [N]): 0 drops an example (the padding examples,

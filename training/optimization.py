@@ -39,6 +39,8 @@ import re
 import keras
 import tensorflow as tf
 
+from bertkit_errors import UserError
+
 DEFAULT_WEIGHT_DECAY_EXCLUSIONS = (
     "bias",
     "(?i)layer_?norm",
@@ -358,8 +360,6 @@ def create_optimizer(
     LayerNorm / bias variables, optional layer-wise LR decay (needs `num_layers`; pass `encoder=` to find the
     layers from the encoder's structure, `encoder.embeddings` / `encoder.layer_{i}`, rather than from variable paths,
     which is needed for bertkit's modeling encoders). The depth map is runtime state: it is not in get_config."""
-    from bertkit_errors import UserError
-
     schedule = WarmupLinearDecay(init_lr, num_train_steps, num_warmup_steps)
     variable_depths = None
     if layerwise_lr_decay is not None and encoder is not None:

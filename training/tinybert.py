@@ -38,8 +38,10 @@ import numpy as np
 import tensorflow as tf
 
 from bertkit_errors import UserError
-from modeling import checkpoints
-from training import distillation
+from data import finetuning
+from modeling import ModelConfig, build_classifier, build_encoder, checkpoints
+from tokenization import basic_tokenize
+from training import best_checkpoint, checkpointing, distillation
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -49,10 +51,8 @@ from training import distillation
 def load_teacher_encoder(config_file, checkpoint, flag="teacher_checkpoint", config_flag="teacher_config_file"):
     """(config, frozen encoder) for a teacher: `config_file` (any bertkit-readable config: BERT/ALBERT/MobileBERT),
     weights from `checkpoint` (a bertkit checkpoint prefix or model dir) through
-    `training.trainer.restore_encoder_weights`. Call inside `strategy.scope()`. Errors are one-line UserErrors naming
-    `--<flag>` / `--<config_flag>`."""
-    from modeling import ModelConfig, build_encoder
-
+    `training.checkpointing.restore_encoder_weights`. Call inside `strategy.scope()`. Errors are one-line UserErrors
+    naming `--<flag>` / `--<config_flag>`."""
     if not config_file:
         raise UserError(f"--{config_flag}: required with --{flag}")
     if not checkpoint:
@@ -68,9 +68,7 @@ def load_teacher_encoder(config_file, checkpoint, flag="teacher_checkpoint", con
 
 def restore_teacher_weights(encoder, checkpoint, flag="teacher_checkpoint", name="encoder"):
     """restore_encoder_weights with the error messages naming --<flag> instead of --init_checkpoint."""
-    from training import trainer as trainer_lib
-
-    restore = trainer_lib.restore_encoder_weights
+    restore = checkpointing.restore_encoder_weights
     kwargs = {}
     params = inspect.signature(restore).parameters
     if "flag" in params:
@@ -93,10 +91,6 @@ def load_teacher_classifier(model_dir, flag="teacher_checkpoint"):
     holding bert_config.json, task_meta.json and checkpoints; the weights (`encoder` + `classifier_head`) come from
     its best/ checkpoint when it has one, else its latest. Call inside `strategy.scope()`. Errors are one-line
     UserErrors naming `--<flag>`."""
-    from data import finetuning
-    from modeling import ModelConfig, build_classifier
-    from training import classifier as classifier_lib
-
     where = f"--{flag}={model_dir}"
     if not model_dir or not os.path.isdir(model_dir):
         raise UserError(f"{where}: not a directory (give the output_dir of run_classifier.py for the teacher)")
@@ -106,7 +100,7 @@ def load_teacher_classifier(model_dir, flag="teacher_checkpoint"):
     meta = finetuning.read_task_meta(model_dir)
     if meta is None:
         raise UserError(f"{where}: no task_meta.json (not a run_classifier.py output directory)")
-    prefix = classifier_lib.BestCheckpoint(model_dir, None).prefix() or tf.train.latest_checkpoint(model_dir)
+    prefix = best_checkpoint.BestCheckpoint(model_dir, None).prefix() or tf.train.latest_checkpoint(model_dir)
     if not prefix:
         raise UserError(f"{where}: no checkpoint (fine-tune the teacher first)")
     names = [name for name, _ in tf.train.list_variables(prefix)]
@@ -393,8 +387,6 @@ class Augmenter:
 
     def candidates_for(self, texts, progress=None):
         """texts -> list of (words, {word index: [candidate words]}) (words = the basic tokenizer's words)."""
-        from tokenization import basic_tokenize
-
         results, jobs = [], []  # job: (text index, word index, ids [T], mask position, word)
         for ti, text in enumerate(texts):
             words = basic_tokenize(text, self.tokenizer.do_lower_case)

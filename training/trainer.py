@@ -1,6 +1,6 @@
 """Generic resumable training driver: a Keras `fit()` loop with checkpoints, TensorBoard and multi-worker support.
 
-Used by run_pretraining.py (MLM + NSP/SOP) and meant for run_classifier.py. Pieces:
+Used by run_pretraining.py (MLM + NSP/SOP: training/pretraining_loss.py) and run_classifier.py. Pieces:
 
 * `TrainerModel(network, loss_fn, metric_names, ...)`: a keras.Model wrapping any network with a custom
   `train_step` (loss, in-step gradient accumulation, loss scaling under mixed_float16, all-reduce, global-norm
@@ -22,7 +22,8 @@ step, so one `fit()` step is one optimizer step and `num_train_steps`/the LR sch
 Checkpoints: `tf.train.CheckpointManager` over a `tf.train.Checkpoint(**checkpoint_items)`; the pre-training script
 uses the DESIGN.md names (encoder, mlm_head, nsp_head, optimizer, global_step). `global_step` counts train steps
 (`TrainerModel.global_step`); it equals `optimizer.iterations` except for the steps a mixed_float16 loss scaler
-skipped on non-finite gradients.
+skipped on non-finite gradients. Resuming from the newest readable checkpoint, saving, and loading an
+--init_checkpoint's encoder are in training/checkpointing.py.
 """
 import json
 import math
@@ -34,11 +35,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tensorboard.plugins.hparams import api as hp
 
 import bertkit_errors
 import bertkit_io
-from modeling import checkpoints
+from training import distribution
 from training import progress as progress_lib
+# Re-exported for callers outside training/ (bench/, tests/modeling: other owners' files) that import them from here:
+from training.checkpointing import restore_encoder_weights, restore_newest_readable, save_checkpoint
+from training.pretraining_loss import pretraining_loss_fn, pretraining_metric_names
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -209,10 +214,10 @@ class TrainerModel(keras.Model):
 
     def make_train_function(self, force=False):
         """Keras' multi-step function wraps each step in a tf.cond, which (MultiWorker)MirroredStrategy's merge_call
-        (used by the optimizer) cannot run in ("You must feed a value for placeholder ..."), and XLA cannot compile a step whose
-        variables live on several devices. For these strategies use a plain while loop over steps (the training
-        datasets here are infinite, so no end-of-data handling is needed) and, with jit_compile, compile only the
-        per-replica forward/backward pass."""
+        (used by the optimizer) cannot run in ("You must feed a value for placeholder ..."), and XLA cannot compile
+        a step whose variables live on several devices. For these strategies use a plain while loop over steps (the
+        training datasets here are infinite, so no end-of-data handling is needed) and, with jit_compile, compile only
+        the per-replica forward/backward pass."""
         strategy = self.distribute_strategy
         spe = int(self.steps_per_execution or 1)
         if self.run_eagerly or not isinstance(strategy, _MERGE_CALL_STRATEGIES):
@@ -269,45 +274,6 @@ class TrainerModel(keras.Model):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Pre-training objective (MLM + NSP/SOP), as in the original run_pretraining.py
-# ----------------------------------------------------------------------------------------------------------------
-
-def pretraining_metric_names(sentence_task="next_sentence"):
-    """Metric names of `pretraining_loss_fn`; sentence_task is "next_sentence" (NSP) or "sentence_order" (SOP)."""
-    return ["masked_lm_loss", "masked_lm_accuracy", f"{sentence_task}_loss", f"{sentence_task}_accuracy"]
-
-
-def pretraining_loss_fn(sentence_task="next_sentence"):
-    """loss_fn for TrainerModel over `{"mlm_logits" [B,P,V], "nsp_logits" [B,2]}` outputs.
-
-    loss = sum(w * CE) / (sum(w) + 1e-5) over masked positions + mean CE of the sentence-pair labels (NSP, or SOP
-    when the records' `next_sentence_labels` mean "swapped"), exactly the original objective.
-    """
-    def loss_fn(features, outputs):
-        mlm_logits = tf.cast(outputs["mlm_logits"], tf.float32)
-        nsp_logits = tf.cast(outputs["nsp_logits"], tf.float32)
-        label_ids = tf.cast(features["masked_lm_ids"], tf.int32)
-        weights = tf.cast(features["masked_lm_weights"], tf.float32)
-        per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label_ids, logits=mlm_logits)
-        mlm_loss = tf.reduce_sum(per_position * weights) / (tf.reduce_sum(weights) + 1e-5)
-        mlm_correct = tf.cast(tf.equal(tf.argmax(mlm_logits, -1, output_type=tf.int32), label_ids), tf.float32)
-
-        ns_labels = tf.reshape(tf.cast(features["next_sentence_labels"], tf.int32), [-1])
-        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ns_labels, logits=nsp_logits)
-        ns_loss = tf.reduce_mean(per_example)
-        ns_correct = tf.cast(tf.equal(tf.argmax(nsp_logits, -1, output_type=tf.int32), ns_labels), tf.float32)
-        metrics = {
-            "masked_lm_loss": (per_position, weights),
-            "masked_lm_accuracy": (mlm_correct, weights),
-            f"{sentence_task}_loss": (per_example, None),
-            f"{sentence_task}_accuracy": (ns_correct, None),
-        }
-        return mlm_loss + ns_loss, metrics
-
-    return loss_fn
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Multi-worker helpers
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -319,8 +285,6 @@ def worker_info(strategy):
     task_type, task_id = resolver.task_type, resolver.task_id
     if task_type is None:
         return "chief", 0, True
-    from training import distribution
-
     return task_type, task_id, distribution.is_chief(strategy)
 
 
@@ -440,56 +404,6 @@ class _StepCallback(keras.callbacks.Callback):
 # Driver
 # ----------------------------------------------------------------------------------------------------------------
 
-def checkpoint_prefixes(directory):
-    """The checkpoints the `checkpoint` state file of `directory` lists and whose index file exists (as
-    tf.train.latest_checkpoint requires), newest first."""
-    state = tf.train.get_checkpoint_state(directory)
-    if state is None or not state.model_checkpoint_path:
-        return []
-    paths = [state.model_checkpoint_path] + list(reversed(state.all_model_checkpoint_paths))
-    paths = [p if os.path.isabs(p) else os.path.join(directory, p) for p in paths]
-    return [p for p in dict.fromkeys(paths) if tf.io.gfile.exists(p + ".index")]
-
-
-def restore_newest_readable(checkpoint, directory, print_fn=print):
-    """Restore the newest checkpoint of `directory` that can be read; returns its prefix (None: no checkpoint).
-
-    A damaged or truncated checkpoint (a run killed while writing, a full disk) is skipped with a warning naming it,
-    and the previous one is tried; UserError naming the newest when none can be read. A checkpoint that does not match
-    the model fails as before (AssertionError / ValueError)."""
-    from modeling import checkpoints
-
-    prefixes = checkpoint_prefixes(directory)
-    first_error = None
-    for prefix in prefixes:
-        try:
-            checkpoint.restore(prefix).assert_existing_objects_matched()
-        except checkpoints.DAMAGED_CHECKPOINT_ERRORS as e:
-            error = checkpoints.damaged_checkpoint_error(prefix, e)
-            first_error = first_error or error
-            print_fn(f"warning: {error}; trying the previous checkpoint")
-            continue
-        if prefix != prefixes[0]:
-            print_fn(f"warning: resuming from {prefix}, not from the damaged {prefixes[0]}")
-        return prefix
-    if first_error is not None:
-        raise bertkit_errors.UserError(f"{first_error} (and no earlier readable checkpoint in {directory})")
-    return None
-
-
-def save_checkpoint(manager, step):
-    """manager.save(checkpoint_number=step); on a full disk a UserError naming the directory, and no `_temp`
-    leftovers."""
-    try:
-        return manager.save(checkpoint_number=step)
-    except Exception as e:  # noqa: BLE001 - only disk-full errors are translated
-        if not bertkit_io.is_no_space(e):
-            raise
-        checkpoints.remove_checkpoint_temps(manager.directory)
-        raise bertkit_errors.UserError(
-            f"{manager.directory}: no space left on device while saving checkpoint ckpt-{step}") from None
-
-
 def _element_spec_of(dataset_fn):
     ds = dataset_fn(tf.distribute.InputContext())
     return ds.element_spec
@@ -508,7 +422,6 @@ def write_hparams(log_dir, hparams):
     clean = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in hparams.items()}
     with writer.as_default(step=0):
         try:
-            from tensorboard.plugins.hparams import api as hp
             hp.hparams(clean)
         except Exception as e:  # noqa: BLE001 - hparams is optional decoration, the text summary carries the same
             logging.warning("hparams summary not written: %s", e)
@@ -647,77 +560,6 @@ def read_eval_results(path):
                 k, v = line.rstrip("\n").split(" = ", 1)
                 out[k] = float(v)
     return out
-
-
-def restore_encoder_weights(encoder, path, name="encoder"):
-    """Load a bertkit checkpoint's `encoder` (tf.train.Checkpoint(encoder=...)) into `encoder`.
-
-    UserError (flag --init_checkpoint) when the checkpoint has no encoder, lacks one of our variables, or a variable's
-    shape differs (the message names the variable and both shapes). Other formats (original TF1 BERT/ALBERT
-    checkpoints, HuggingFace directories, keras-hub presets) are delegated to
-    `modeling.checkpoints.init_from_checkpoint` (then the return value is `path`).
-    """
-    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
-    if not prefix or not (tf.io.gfile.exists(prefix + ".index") or tf.io.gfile.exists(prefix)):
-        if _foreign_format(path):  # a TF1 / HuggingFace / keras-hub checkpoint: modeling.checkpoints loads it
-            return _init_foreign(encoder, path)
-        raise bertkit_errors.UserError(f"--init_checkpoint={path}: no checkpoint found")
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
-        raise bertkit_errors.UserError(f"--init_checkpoint={path}: cannot read checkpoint ({e})") from None
-    shapes = reader.get_variable_to_shape_map()
-    if not any(k.startswith(f"{name}/") for k in shapes):
-        if _foreign_format(path):
-            return _init_foreign(encoder, path)
-        raise bertkit_errors.UserError(f"--init_checkpoint={path}: not a bertkit checkpoint (no '{name}' object)")
-    from modeling import checkpoints
-
-    problem = None
-    try:
-        checkpoints.read_objects(prefix, **{name: encoder})  # a damaged checkpoint: a UserError naming it
-    except AssertionError as e:
-        problem = f"checkpoint does not match the model config ({str(e).splitlines()[0][:300]})"
-    except ValueError as e:
-        problem = _shape_message(e)
-    if problem:
-        # The half-done restore logs "Value in checkpoint could not be found" warnings when it is collected; collect
-        # it now, quietly, so the one-line error is the last thing printed.
-        import gc
-        verbosity = logging.get_verbosity()
-        logging.set_verbosity(logging.ERROR)
-        try:
-            gc.collect()
-        finally:
-            logging.set_verbosity(verbosity)
-        raise bertkit_errors.UserError(f"--init_checkpoint={path}: {problem}")
-    return prefix
-
-
-def _foreign_format(path):
-    """The format name when `path` is a checkpoint modeling.checkpoints reads other than bertkit's, else None."""
-    try:
-        fmt = checkpoints.detect_format(path)
-    except bertkit_errors.UserError:
-        return None
-    return fmt if fmt != "bertkit" else None
-
-
-def _init_foreign(encoder, path):
-    what = checkpoints.init_from_checkpoint(encoder, path)
-    logging.info("--init_checkpoint=%s: loaded %s", path, what)
-    return path
-
-
-def _shape_message(error):
-    import re
-
-    msg = str(error).replace("\n", " ")
-    m = re.search(r"incompatible tensor with shape (\S+) when attempting to restore variable with shape (\S+) "
-                  r"and name (\S+?)(?::\d+)?\.?$", msg)
-    if m:
-        return f"variable {m.group(3)} has shape {m.group(2)} in the model but {m.group(1)} in the checkpoint"
-    return msg[:400]
 
 
 def copy_file(src, dst):

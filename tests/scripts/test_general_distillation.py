@@ -83,7 +83,7 @@ def test_general_distillation_trains_student_and_resumes(setup):
     import tensorflow as tf
 
     from modeling import ModelConfig, build_encoder
-    from training.trainer import restore_encoder_weights
+    from training.checkpointing import restore_encoder_weights
 
     teacher_files = {f: open(os.path.join(setup["teacher"], f), "rb").read() for f in os.listdir(setup["teacher"])}
     out = str(setup["dir"] / "student_out")

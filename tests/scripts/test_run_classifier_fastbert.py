@@ -104,7 +104,7 @@ def test_stage_finetune_saves_untrained_branches(dirs):
 def test_stage_distill_trains_branches_only(dirs):
     import tensorflow as tf
 
-    from training.classifier import BestCheckpoint
+    from training.best_checkpoint import BestCheckpoint
 
     s1, s2, log = dirs["s1"], dirs["s2"], dirs["log2"]
     init = BestCheckpoint(s1, None).prefix()

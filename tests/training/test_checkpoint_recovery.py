@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import bertkit_errors
 from modeling import ModelConfig, build_encoder, checkpoints
+from training import checkpointing
 from training import trainer as T
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -100,4 +101,4 @@ def test_readers_name_a_truncated_checkpoint(tmp_path):
     encoder({"input_ids": tf.zeros([1, 4], tf.int32), "input_mask": tf.ones([1, 4], tf.int32),
              "segment_ids": tf.zeros([1, 4], tf.int32)})
     with pytest.raises(bertkit_errors.UserError, match=r"--init_checkpoint=.*ckpt-0: checkpoint is damaged"):
-        T.restore_encoder_weights(encoder, str(tmp_path / "model"))
+        checkpointing.restore_encoder_weights(encoder, str(tmp_path / "model"))

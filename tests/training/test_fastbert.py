@@ -4,6 +4,7 @@ import tensorflow as tf
 import keras
 
 from training import fastbert as fb
+from training import fastbert_speed as fs
 
 H, LAYERS, LABELS, VOCAB, T = 8, 3, 3, 20, 5
 
@@ -352,7 +353,7 @@ def _toy_eval_dataset(inputs):
 def toy_rows():
     enc, branches, final, inputs = _setup()
     data, ds = _toy_eval_dataset(inputs)
-    rows = fb.evaluate_speeds(enc, branches, final, ds, SPEEDS, flops=TOY_FLOPS)
+    rows = fs.evaluate_speeds(enc, branches, final, ds, SPEEDS, flops=TOY_FLOPS)
     return enc, branches, final, data, rows
 
 
@@ -361,7 +362,7 @@ def test_evaluate_speeds_toy(toy_rows):
     assert [r["name"] for r in rows] == ["full_model"] + [f"speed_{s:g}" for s in SPEEDS]
     full, by_speed = rows[0], rows[1:]
     real = data["is_real_example"] == 1
-    full_probs = fb.make_full_model_fn(enc, final)({k: tf.constant(data[k]) for k in fb._FEATURE_KEYS})
+    full_probs = fb.make_full_model_fn(enc, final)({k: tf.constant(data[k]) for k in fs._FEATURE_KEYS})
     assert full["accuracy"] == pytest.approx(np.mean(full_probs.numpy().argmax(-1)[real] == data["label_ids"][real]))
     assert by_speed[0]["accuracy"] == full["accuracy"] and by_speed[0]["agreement"] == 1.0
     assert by_speed[0]["avg_exit_layer"] == LAYERS
@@ -384,29 +385,29 @@ def test_evaluate_speeds_toy(toy_rows):
 def test_evaluate_speeds_tiny_bert(distilled):
     clf, branches, data, *_ = distilled
     ds = tf.data.Dataset.from_tensor_slices(data).batch(32)
-    rows = fb.evaluate_speeds(clf.encoder, branches, clf.head, ds, [0.0, 0.5, 1.0])
+    rows = fs.evaluate_speeds(clf.encoder, branches, clf.head, ds, [0.0, 0.5, 1.0])
     full, s0 = rows[0], rows[1]
     assert s0["accuracy"] == full["accuracy"] and s0["avg_exit_layer"] == 3 and s0["agreement"] == 1.0
     assert full["accuracy"] == pytest.approx(np.mean(clf(data).numpy().argmax(-1) == data["label_ids"]))
     flops = [r["relative_flops"] for r in rows[1:]]
     assert flops[0] > 1.0 and all(a >= b for a, b in zip(flops, flops[1:])) and rows[-1]["avg_exit_layer"] == 1
     with pytest.raises(bertkit_errors.UserError, match="--speed=1.5"):
-        fb.evaluate_speeds(clf.encoder, branches, clf.head, ds, [1.5])
+        fs.evaluate_speeds(clf.encoder, branches, clf.head, ds, [1.5])
 
 
 def test_eval_file_table_and_tensorboard(toy_rows, tmp_path):
     rows = toy_rows[-1]
-    flat = fb.speed_results_for_eval_file(rows)
+    flat = fs.speed_results_for_eval_file(rows)
     assert flat["speed_0.93_accuracy"] == rows[3]["accuracy"]
     assert flat["speed_0_avg_exit_layer"] == LAYERS
     for key in ("speed_0.95_relative_flops", "speed_1_examples_per_second", "speed_0.9_agreement",
                 "full_model_examples_per_second", "full_model_accuracy"):
         assert isinstance(flat[key], float), key
-    table = fb.format_speed_table(rows).splitlines()
+    table = fs.format_speed_table(rows).splitlines()
     assert len(table) == 1 + len(rows) and table[1].split()[0] == "full" and table[1].split()[-1] == "1.00x"
     assert table[4].split()[0] == "0.93"
 
-    fb.log_speed_curve(str(tmp_path / "eval"), rows, step=7)
+    fs.log_speed_curve(str(tmp_path / "eval"), rows, step=7)
     events = glob.glob(str(tmp_path / "eval" / "events.out.tfevents.*"))
     assert len(events) == 1
     seen = {}
@@ -417,7 +418,7 @@ def test_eval_file_table_and_tensorboard(toy_rows, tmp_path):
     assert sorted(seen["fastbert/relative_flops_by_speed"]) == [0, 90, 93, 95, 98, 100]
     assert seen["fastbert/full_model_examples_per_second"] == [7]
     assert seen["fastbert/speed_accuracy_curve"] == [7] and seen["fastbert/speed_table"] == [7]
-    img = fb.render_speed_curve(rows)
+    img = fs.render_speed_curve(rows)
     assert img.shape == (360, 480, 3) and img.dtype == np.uint8
     assert ((img == [210, 30, 30]).all(-1)).sum() >= 50  # the full model's red marker
     assert ((img == [40, 90, 200]).all(-1)).sum() >= 200  # the speed curve

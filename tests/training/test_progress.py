@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training import classifier as C
+from training import classifier_eval as C
 from training import progress as P
 from training import trainer as T
 

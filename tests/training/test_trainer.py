@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import keras
 
+from training import checkpointing, pretraining_loss
 from training import trainer as T
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -133,7 +134,7 @@ def test_pretraining_loss_matches_original_formula():
     w = np.array([[1, 1, 0], [1, 0, 0]], np.float32)
     nsp = rng.normal(size=(2, 2)).astype("float32")
     labels = np.array([[0], [1]], np.int32)
-    loss, metrics = T.pretraining_loss_fn("sentence_order")(
+    loss, metrics = pretraining_loss.pretraining_loss_fn("sentence_order")(
         {"masked_lm_ids": ids, "masked_lm_weights": w, "next_sentence_labels": labels},
         {"mlm_logits": logits, "nsp_logits": nsp})
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
@@ -142,7 +143,7 @@ def test_pretraining_loss_matches_original_formula():
     lp2 = nsp - np.log(np.exp(nsp).sum(-1, keepdims=True))
     ns = -lp2[[0, 1], labels[:, 0]].mean()
     assert float(loss) == pytest.approx(mlm + ns, rel=1e-5)
-    assert set(metrics) == set(T.pretraining_metric_names("sentence_order"))
+    assert set(metrics) == set(pretraining_loss.pretraining_metric_names("sentence_order"))
 
 
 def test_mirrored_two_cpu_replicas_match_one_device(tmp_path):
@@ -188,13 +189,13 @@ def test_restore_encoder_weights_errors(tmp_path):
     prefix = tf.train.Checkpoint(encoder=other).save(str(tmp_path / "ck"))
     with pytest.raises(bertkit_errors.UserError, match=r"--init_checkpoint=.*\(2, 4\).*\(2, 3\)|"
                                                        r"--init_checkpoint=.*\(2, 3\).*\(2, 4\)"):
-        T.restore_encoder_weights(enc, prefix)
+        checkpointing.restore_encoder_weights(enc, prefix)
     with pytest.raises(bertkit_errors.UserError, match="no checkpoint found"):
-        T.restore_encoder_weights(enc, str(tmp_path / "missing"))
+        checkpointing.restore_encoder_weights(enc, str(tmp_path / "missing"))
     good = tf.train.Checkpoint(encoder=enc).save(str(tmp_path / "good"))
     enc2 = keras.Sequential([keras.layers.Dense(3)])
     enc2.build((None, 2))
-    T.restore_encoder_weights(enc2, good)
+    checkpointing.restore_encoder_weights(enc2, good)
     np.testing.assert_array_equal(enc.weights[0].numpy(), enc2.weights[0].numpy())
 
 
