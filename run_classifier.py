@@ -113,6 +113,11 @@ flags.DEFINE_string("layer_mapping", "uniform", "Task distillation: student laye
                     "'s:t,...' (e.g. 0:2,1:5,2:8,3:11 for 12 -> 4 layers).")
 flags.DEFINE_enum("attention_loss", "mse", ["mse", "kl", "none"], "Task distillation: attention loss.")
 flags.DEFINE_float("temperature", 1.0, "Task distillation: temperature of the prediction loss.")
+flags.DEFINE_bool("init_from_teacher", False, "Task distillation without --init_checkpoint: start the student from the "
+                  "teacher's own weights, pruned to the student's shape (modeling/prune.py): student layer k from the "
+                  "teacher layer --layer_mapping maps it to, the residual dimensions most active on a training batch, "
+                  "the strongest query/key, value and feed-forward dimensions. BERT teacher and student, the same "
+                  "head count.")
 flags.DEFINE_float("hard_label_weight", 0.0, "Task distillation: weight of the gold-label cross-entropy added to the "
                    "prediction loss (0: soft labels only, as TinyBERT).")
 # FastBERT.
@@ -178,9 +183,12 @@ def _check_model_files():
 def _check_method_flags():
     """Task-distillation and FastBERT flags only where they apply."""
     if not FLAGS.teacher_checkpoint:
-        for name in ("distill_stage", "layer_mapping", "attention_loss", "temperature", "hard_label_weight"):
+        for name in ("distill_stage", "layer_mapping", "attention_loss", "temperature", "hard_label_weight",
+                     "init_from_teacher"):
             if FLAGS[name].present:
                 raise _err(f"--{name}: only for task distillation (--teacher_checkpoint)")
+    if FLAGS.init_from_teacher and FLAGS.init_checkpoint:
+        raise _err("--init_from_teacher / --init_checkpoint: not together (the student starts from one or the other)")
     if FLAGS.temperature <= 0:
         raise _err(f"--temperature={FLAGS.temperature}: must be positive")
     if FLAGS.hard_label_weight < 0:

@@ -33,8 +33,9 @@ from absl import app, flags  # noqa: E402
 from data import bbc, finetuning, processors  # noqa: E402
 from modeling import ModelConfig, build_classifier  # noqa: E402
 from tokenization import FullTokenizer, load_vocab  # noqa: E402
-from training import fastbert, optimization  # noqa: E402
-from training.trainer import TrainerModel, restore_encoder_weights  # noqa: E402
+from training import fastbert, fastbert_speed, optimization  # noqa: E402
+from training.checkpointing import restore_encoder_weights  # noqa: E402
+from training.trainer import TrainerModel  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "/tmp/bench_fastbert", "data, checkpoints and summaries")
@@ -185,7 +186,7 @@ def main(argv):
     print(f"evaluate: {_load()}")
     best = None
     for r in range(max(1, FLAGS.repeats)):
-        rows = fastbert.evaluate_speeds(classifier.encoder, branches, classifier.head, dev_ds, speeds,
+        rows = fastbert_speed.evaluate_speeds(classifier.encoder, branches, classifier.head, dev_ds, speeds,
                                         num_warmup_batches=FLAGS.num_warmup_batches)
         if best is None:
             best = rows
@@ -197,8 +198,8 @@ def main(argv):
     print(f"\nFastBERT on BBC News dev ({rows[0]['num_examples']} examples), batch {FLAGS.eval_batch_size}, "
           f"max_seq_length {FLAGS.max_seq_length}, {config.num_hidden_layers} layers hidden {config.hidden_size}, "
           f"CPU, fastest of {max(1, FLAGS.repeats)} pass(es):")
-    print(fastbert.format_speed_table(rows))
-    fastbert.log_speed_curve(os.path.join(FLAGS.work_dir, "logs", "eval"), rows, step=0)
+    print(fastbert_speed.format_speed_table(rows))
+    fastbert_speed.log_speed_curve(os.path.join(FLAGS.work_dir, "logs", "eval"), rows, step=0)
     full = rows[0]
     for row in rows[1:]:
         if row["speed"] == 0.5:

@@ -40,7 +40,7 @@ from absl import app, flags  # noqa: E402
 
 from modeling import ModelConfig, packaged  # noqa: E402
 from training import classifier as classifier_lib  # noqa: E402
-from training import distribution, optimization  # noqa: E402
+from training import checkpointing, distribution, optimization  # noqa: E402
 from training import trainer as trainer_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -102,7 +102,7 @@ class BertkitSide:
         with self.strategy.scope():
             self.trainer.build_for(dataset_fn(None).element_spec)
         if not FLAGS.random_init:
-            trainer_lib.restore_encoder_weights(self.setup.encoder, model_dir)
+            checkpointing.restore_encoder_weights(self.setup.encoder, model_dir)
         self.dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
         self._forward = self._grads = None
 

@@ -29,6 +29,7 @@ from data import pipeline  # noqa: E402
 from modeling import ModelConfig, build_pretraining_model  # noqa: E402
 from training import optimization  # noqa: E402
 from training import trainer as trainer_lib  # noqa: E402
+from training.pretraining_loss import pretraining_loss_fn, pretraining_metric_names  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,7 +76,7 @@ class BareModel(keras.Model):
     def __init__(self, network):
         super().__init__()
         self.network = network
-        self.loss_fn = trainer_lib.pretraining_loss_fn()
+        self.loss_fn = pretraining_loss_fn()
 
     def call(self, features, training=False):
         return self.network(features, training=training)
@@ -114,7 +115,7 @@ def main():
         keras.utils.set_random_seed(1)
         model = build_pretraining_model(config)
         opt = optimization.create_optimizer(1e-4, total, 0, clipnorm=None)
-        tr = trainer_lib.TrainerModel(model, trainer_lib.pretraining_loss_fn(), trainer_lib.pretraining_metric_names())
+        tr = trainer_lib.TrainerModel(model, pretraining_loss_fn(), pretraining_metric_names())
         tr.compile(optimizer=opt, steps_per_execution=spe, jit_compile=False)
         timer_a = StepTimer(args.warmup, spe)
         trainer_lib.run_training(

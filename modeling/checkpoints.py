@@ -44,7 +44,6 @@ from modeling import hf_import, keras_hub_import, model_dirs, tf1_import
 from modeling.config import ModelConfig
 from modeling.encoders import build_encoder
 from modeling.heads import MaskedLMHead, SentencePairHead
-from modeling.model_dirs import model_dir_defaults  # noqa: F401  (re-exported for training/ and run_pretraining.py)
 
 FORMATS = ("bertkit", "tf1", "hf", "keras_hub")
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -476,4 +475,4 @@ def convert_to_bertkit(input_checkpoint, output_dir, bert_config_file=None, voca
 
 
 __all__ = ["FORMATS", "CheckpointBundle", "detect_format", "load_checkpoint", "load_encoder", "init_from_checkpoint",
-           "save_bertkit_checkpoint", "convert_to_bertkit", "read_objects", "model_dir_defaults"]
+           "save_bertkit_checkpoint", "convert_to_bertkit", "read_objects"]

@@ -27,7 +27,7 @@ import tensorflow as tf
 import bertkit_errors
 import bertkit_io
 from data import finetuning
-from modeling import build_classifier, build_fit_dense, checkpoints
+from modeling import build_classifier, build_fit_dense, checkpoints, model_dirs
 from training import best_checkpoint, distillation, fastbert, tinybert
 from training import progress as progress_lib
 from training import trainer as trainer_lib
@@ -231,10 +231,10 @@ def build_fastbert_setup(config, num_labels, *, stage="finetune", branch_hidden_
 
 def model_dir_defaults(init_checkpoint, vocab_dir=None):
     """For an --init_checkpoint that is a model directory (or a checkpoint prefix inside one): bertkit, original TF1
-    or HuggingFace (see modeling.checkpoints.model_dir_defaults; a vocabulary only in tokenizer.json is written as
+    or HuggingFace (see modeling.model_dirs.model_dir_defaults; a vocabulary only in tokenizer.json is written as
     vocab.txt into `vocab_dir`): {"bert_config_file", "vocab_file", "do_lower_case", "task_meta", "model_dir"} for
     what it holds (missing keys absent). {} for anything else."""
-    out = checkpoints.model_dir_defaults(init_checkpoint, vocab_dir=vocab_dir)
+    out = model_dirs.model_dir_defaults(init_checkpoint, vocab_dir=vocab_dir)
     if out:
         meta = finetuning.read_task_meta(out["model_dir"])
         if meta is not None:

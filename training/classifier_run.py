@@ -24,7 +24,7 @@ import tensorflow as tf
 import bertkit_errors
 import bertkit_io
 from data import finetuning, pipeline, processors
-from modeling import ModelConfig, checkpoints
+from modeling import ModelConfig, checkpoints, prune
 from serving import export as export_lib
 from tokenization import FullTokenizer
 from training import best_checkpoint, checkpointing, classifier_eval, classifier_records, distillation, distribution
@@ -248,7 +248,19 @@ def _check_teacher(flags, config, labels, is_regression):
                        f"attention heads and the teacher {teacher.num_attention_heads}; the attention loss needs "
                        "equal counts (use --attention_loss=none)")
         distillation.parse_layer_mapping(flags.layer_mapping, config.num_hidden_layers, teacher.num_hidden_layers)
+    if flags.init_from_teacher:
+        try:
+            prune.check_prunable(teacher, config, _pruned_layers(flags, config, teacher))
+        except bertkit_errors.UserError as e:
+            raise _err(f"--init_from_teacher: {e}") from None
     return teacher_meta
+
+
+def _pruned_layers(flags, config, teacher_config):
+    """The teacher layer each student layer starts from: the --layer_mapping's attention targets."""
+    mapping = distillation.parse_layer_mapping(flags.layer_mapping, config.num_hidden_layers,
+                                               teacher_config.num_hidden_layers)
+    return list(mapping.attention)
 
 
 def _check_fastbert(flags, run, has_checkpoint):
@@ -274,7 +286,7 @@ def method_info(flags, teacher_meta):
             "teacher_checkpoint": os.path.abspath(flags.teacher_checkpoint), "stage": flags.distill_stage,
             "layer_mapping": flags.layer_mapping, "attention_loss": flags.attention_loss,
             "temperature": flags.temperature, "hard_label_weight": flags.hard_label_weight,
-            "teacher_task": (teacher_meta or {}).get("task")}
+            "init_from_teacher": flags.init_from_teacher, "teacher_task": (teacher_meta or {}).get("task")}
     if flags.fastbert:
         info["fastbert"] = {"stage": flags.fastbert_stage, "branch_hidden_size": flags.branch_hidden_size,
                             "distill_file": os.path.abspath(flags.distill_file) if flags.distill_file else None,
@@ -364,6 +376,21 @@ def restore_init(flags, run, setup):
     print(f"initialised from {prefix}{note}")
 
 
+def init_from_teacher(flags, run, setup, calibration_examples=64):
+    """--init_from_teacher: the student encoder cut from the frozen teacher's (modeling/prune.py), the residual
+    dimensions ranked on the first `calibration_examples` training records."""
+    teacher = setup.network.teacher.encoder
+    batch = next(iter(pipeline.finetuning_dataset(
+        None, flags.max_seq_length, calibration_examples, is_training=False, is_regression=run.is_regression,
+        files=[run.split_file(run.train_splits[0])], check_records=False)))
+    inputs = {k: batch[k] for k in ("input_ids", "input_mask", "segment_ids")}
+    layers = _pruned_layers(flags, run.config, teacher.config)
+    prune.prune_into(teacher, setup.encoder, layers, prune.residual_importance(teacher, inputs))
+    print(f"initialised from the teacher, pruned: its layers {layers}, hidden {teacher.config.hidden_size} -> "
+          f"{run.config.hidden_size}, intermediate {teacher.config.intermediate_size} -> "
+          f"{run.config.intermediate_size}")
+
+
 def datasets(flags, run, names, batch_size):
     """{split: one pass over its records} for evaluation and prediction."""
     return {s: pipeline.finetuning_dataset(None, flags.max_seq_length, batch_size, is_training=False,
@@ -426,9 +453,18 @@ def train(flags, run, setup, trainer, items, best, evaluate):
         checkpoint_items=items, examples_per_step=flags.train_batch_size,
         evaluate_fn=evaluate if flags.do_eval and run.select_best else None,
         best=best if run.select_best else None,
-        init_fn=(lambda: restore_init(flags, run, setup)) if flags.init_checkpoint else None,
+        init_fn=_init_fn(flags, run, setup),
         max_checkpoints_to_keep=flags.keep_checkpoint_max, hparams=hparams, is_chief=run.is_chief)
     print(f"training done: global_step={result['global_step']} (trained {result['trained_steps']} steps)")
+
+
+def _init_fn(flags, run, setup):
+    """What a fresh run starts the model from: --init_checkpoint, the pruned teacher, or nothing (random)."""
+    if flags.init_checkpoint:
+        return lambda: restore_init(flags, run, setup)
+    if flags.init_from_teacher:
+        return lambda: init_from_teacher(flags, run, setup)
+    return None
 
 
 def restore_final_model(flags, run, setup, best):

@@ -18,7 +18,7 @@ import tensorflow as tf
 import bertkit_errors
 import bertkit_io
 from data import pipeline
-from modeling import ModelConfig, build_fit_dense, build_pretraining_model, checkpoints
+from modeling import ModelConfig, build_fit_dense, build_pretraining_model, checkpoints, model_dirs
 from serving import export as export_lib
 from tokenization import load_vocab
 from training import checkpointing, distillation, distribution, optimization, pretraining_loss, rerun, tinybert
@@ -43,11 +43,11 @@ class PretrainingRun:
 def apply_model_dir_defaults(flags):
     """Unset flags from the model directories of --init_checkpoint (--bert_config_file, --vocab_file,
     --do_lower_case) and --teacher_checkpoint (--teacher_config_file; the vocabulary and lower-casing when the
-    student has none): bertkit, TF1 or HuggingFace directories (modeling.checkpoints.model_dir_defaults; a vocabulary
+    student has none): bertkit, TF1 or HuggingFace directories (modeling.model_dirs.model_dir_defaults; a vocabulary
     only in tokenizer.json is written as output_dir/vocab.txt)."""
     vocab_dir = None if flags["vocab_file"].present else flags.output_dir
-    init = checkpoints.model_dir_defaults(flags.init_checkpoint, vocab_dir=vocab_dir)
-    teacher = checkpoints.model_dir_defaults(flags.teacher_checkpoint, vocab_dir=None if "vocab_file" in init
+    init = model_dirs.model_dir_defaults(flags.init_checkpoint, vocab_dir=vocab_dir)
+    teacher = model_dirs.model_dir_defaults(flags.teacher_checkpoint, vocab_dir=None if "vocab_file" in init
                                              else vocab_dir, flag="teacher_checkpoint")
     wanted = [("bert_config_file", init, "bert_config_file"), ("vocab_file", init, "vocab_file"),
               ("do_lower_case", init, "do_lower_case"), ("teacher_config_file", teacher, "bert_config_file"),

@@ -42,8 +42,7 @@ import bertkit_io
 from training import distribution
 from training import progress as progress_lib
 # Re-exported for callers outside training/ (bench/, tests/modeling: other owners' files) that import them from here:
-from training.checkpointing import restore_encoder_weights, restore_newest_readable, save_checkpoint
-from training.pretraining_loss import pretraining_loss_fn, pretraining_metric_names
+from training.checkpointing import restore_newest_readable, save_checkpoint
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -575,7 +574,7 @@ def write_json(path, obj):
 
 
 __all__ = [
-    "TrainerModel", "pretraining_loss_fn", "pretraining_metric_names", "run_training", "run_evaluation",
-    "write_eval_results", "read_eval_results", "restore_encoder_weights", "steps_per_execution_for",
+    "TrainerModel", "run_training", "run_evaluation",
+    "write_eval_results", "read_eval_results", "steps_per_execution_for",
     "worker_info", "write_dir_for", "write_hparams", "copy_file", "write_json",
 ]

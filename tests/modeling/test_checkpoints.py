@@ -325,14 +325,14 @@ def test_bertkit_round_trip_and_errors(tf1_bert, tmp_path):
 
 
 def test_trainer_restore_delegates_to_checkpoints(tf1_bert):
-    from training import trainer
+    from training import checkpointing
     config = ModelConfig.from_json_file(os.path.join(tf1_bert["dir"], "bert_config.json"))
     enc = build_encoder(config)
-    assert trainer.restore_encoder_weights(enc, tf1_bert["dir"]) == tf1_bert["dir"]
+    assert checkpointing.restore_encoder_weights(enc, tf1_bert["dir"]) == tf1_bert["dir"]
     _check_encoder(enc, tf1_bert)
     wrong = build_encoder(config.replace(intermediate_size=64))
     with pytest.raises(bertkit_errors.UserError, match=r"--init_checkpoint=.*intermediate/dense/kernel has shape"):
-        trainer.restore_encoder_weights(wrong, tf1_bert["prefix"])
+        checkpointing.restore_encoder_weights(wrong, tf1_bert["prefix"])
 
 
 def test_keras_hub_preset(tmp_path):

@@ -183,3 +183,42 @@ def test_distillation_flags_need_a_teacher(dirs):
     with pytest.raises(bertkit_errors.UserError, match="--distill_stage: only for task distillation"):
         run(**_task(dirs["data"], init_checkpoint=dirs["gd"], distill_stage="prediction",
                     output_dir=str(dirs["tmp"] / "bad2"), do_train=True))
+
+
+def test_init_from_teacher_prunes_the_teacher(dirs):
+    """--init_from_teacher: the student starts as the teacher cut to its shape (layers of the uniform mapping: 1, 3)."""
+    import tensorflow as tf
+
+    out = str(dirs["tmp"] / "pruned")
+    log = run(**_task(dirs["data"], bert_config_file=dirs["student_cfg"], vocab_file=VOCAB, init_from_teacher=True,
+                      teacher_checkpoint=dirs["teacher"], distill_stage="intermediate", output_dir=out,
+                      do_train=True, learning_rate=1e-6))
+    assert "initialised from the teacher, pruned: its layers [1, 3], hidden 64 -> 32, intermediate 128 -> 64" in log
+    student = tf.train.load_checkpoint(tf.train.latest_checkpoint(out))
+    teacher = tf.train.load_checkpoint(tf.train.latest_checkpoint(dirs["teacher"]))
+
+    def var(reader, suffix):
+        names = [n for n in reader.get_variable_to_shape_map() if n.startswith("encoder/") and n.endswith(suffix)
+                 and "OPTIMIZER_SLOT" not in n]
+        assert len(names) == 1, names
+        return reader.get_tensor(names[0])
+
+    s, t = var(student, "word_embeddings/.ATTRIBUTES/VARIABLE_VALUE"), var(teacher,
+                                                                          "word_embeddings/.ATTRIBUTES/VARIABLE_VALUE")
+    assert s.shape == (t.shape[0], 32)
+    # each student column is one of the teacher's columns (three steps at lr 1e-6 move it by ~1e-6)
+    distance = np.abs(s[:, :, None] - t[:, None, :]).max(axis=0)  # [32, 64]
+    assert (distance.min(axis=1) < 1e-4).all()
+    assert len(set(distance.argmin(axis=1))) == 32
+
+
+def test_init_from_teacher_errors(dirs):
+    with pytest.raises(bertkit_errors.UserError, match="--init_from_teacher / --init_checkpoint: not together"):
+        run(**_task(dirs["data"], init_checkpoint=dirs["gd"], init_from_teacher=True,
+                    teacher_checkpoint=dirs["teacher"], output_dir=str(dirs["tmp"] / "bad3"), do_train=True))
+    wide = _config(dirs["tmp"], "wide", hidden_size=96, intermediate_size=64)
+    with pytest.raises(bertkit_errors.UserError, match=r"^--init_from_teacher: pruning: the student's hidden_size "
+                                                      r"\(96\) is larger than the teacher's \(64\)$"):
+        run(**_task(dirs["data"], bert_config_file=wide, vocab_file=VOCAB, init_from_teacher=True,
+                    teacher_checkpoint=dirs["teacher"], output_dir=str(dirs["tmp"] / "bad4"), do_train=True))
+    assert not os.path.exists(dirs["tmp"] / "bad4" / "checkpoint")
