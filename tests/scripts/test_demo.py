@@ -16,10 +16,11 @@ def test_fast_demo_runs_every_step_and_reuses_them(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     log = proc.stdout
     # Every step's command line is printed before it runs.
-    for script in ("create_pretraining_data.py", "run_pretraining.py", "run_classifier.py", "serve.py"):
+    for script in ("run_classifier.py", "serve.py"):
         assert f" {script} " in log or f" {script}\n" in log, script
     assert "--init_checkpoint=" + os.path.join(os.path.expanduser("~"), ".cache") in log or "all-MiniLM-L6-v2" in log
     assert "--teacher_checkpoint=" in log and "--distill_stage=intermediate" in log and "--fastbert" in log
+    assert "--init_from_teacher" in log and "initialised from the teacher, pruned" in log
     # The server answered raw text for the three models, and the summary was printed.
     for name in ("teacher", "student", "fastbert"):
         assert f"  {name}: " in log
