@@ -12,10 +12,11 @@ Formats:
     prefix, or a model directory (`checkpoint` file, `bert_config.json`, `vocab.txt`, `bertkit.json`). Variables are
     matched through the object graph (the same walk `tf.train.Checkpoint` does), read with a checkpoint reader and
     assigned after every shape has been checked.
-  * "tf1": original Google BERT / ALBERT checkpoints (`bert_model.ckpt` / `model.ckpt-N`, variables `bert/...`,
-    `cls/...`). The TF1 names are renamed to HuggingFace state-dict names (kernels transposed to torch layout) and
-    assigned by `modeling.hf_import.assign_hf_state`, the one assignment path for foreign weights. Shapes and
-    presence are checked first against the TF1 names, so errors name the variable the user's checkpoint has.
+  * "tf1": original Google BERT / ALBERT / MobileBERT checkpoints (`bert_model.ckpt` / `model.ckpt-N`, variables
+    `bert/...`, `cls/...`; MobileBERT's names: modeling/tf1_mobilebert.py). The TF1 names are renamed to HuggingFace
+    state-dict names (kernels transposed to torch layout) and assigned by `modeling.hf_import.assign_hf_state`, the
+    one assignment path for foreign weights. Shapes and presence are checked first against the TF1 names, so errors
+    name the variable the user's checkpoint has.
     The config is `bert_config.json` / `albert_config.json` beside the checkpoint (or given).
   * "hf": HuggingFace directories (`config.json` + `model.safetensors`), see `modeling.hf_import`.
   * "keras_hub": keras-hub preset directories of a `BertBackbone` (`config.json` naming `keras_hub>BertBackbone`,
@@ -45,7 +46,7 @@ from absl import logging
 
 import bertkit_errors
 import bertkit_io
-from modeling import hf_import
+from modeling import hf_import, tf1_mobilebert
 from modeling.config import ModelConfig
 from modeling.encoders import build_encoder
 from modeling.heads import MaskedLMHead, SentencePairHead
@@ -416,15 +417,15 @@ def _tf1_state(prefix, config, src, want_mlm, want_nsp):
     Returns (state, has_mlm, has_nsp)."""
     shapes = _checkpoint_names(prefix, src)
     ckpt_type = _tf1_model_type(shapes)
-    if ckpt_type == "mobilebert" or config.model_type == "mobilebert":
-        raise bertkit_errors.UserError(f"{src}: original TF1 MobileBERT checkpoints are not supported; convert it "
-                                       "to a HuggingFace directory (transformers) and use that")
     if ckpt_type != config.model_type:
         raise bertkit_errors.UserError(f"{src}: the checkpoint's variables are those of a {ckpt_type!r} model but the "
                                        f"config says model_type {config.model_type!r}")
     has_mlm = want_mlm and "cls/predictions/output_bias" in shapes
     has_nsp = want_nsp and "cls/seq_relationship/output_weights" in shapes
-    rows = _tf1_table(config, has_mlm, has_nsp)
+    if config.model_type == "mobilebert":  # Google's MobileBERT release: modeling/tf1_mobilebert.py
+        rows = tf1_mobilebert.tf1_table(config, shapes, has_mlm, has_nsp)
+    else:
+        rows = _tf1_table(config, has_mlm, has_nsp)
     for name, _, shape, _ in rows:
         if name not in shapes:
             raise bertkit_errors.UserError(f"{src}: variable {name} (shape {_shape_str(shape)}) is missing from the "
