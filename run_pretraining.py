@@ -84,6 +84,15 @@ flags.DEFINE_enum("attention_loss", "mse", ["mse", "kl", "none"], "Attention dis
 flags.DEFINE_float("temperature", 1.0, "Distillation temperature (for the soft-label terms).")
 flags.DEFINE_bool("distill_mlm", False, "Also train the student's masked-LM head on the stored masks (MLM loss added "
                   "to the distillation loss).")
+flags.DEFINE_enum("distillation", "tinybert", ["tinybert", "mobilebert"], "With a teacher: tinybert (general "
+                  "distillation) or mobilebert (progressive knowledge transfer from an IB-BERT teacher: one stage per "
+                  "layer group, then pre-training distillation; training/mobilebert_transfer.py).")
+flags.DEFINE_integer("num_progressive_stages", None, "--distillation=mobilebert: layer stages (default: one per "
+                     "student layer; fewer stages take groups of consecutive layers).")
+flags.DEFINE_integer("steps_per_stage", 1000, "--distillation=mobilebert: steps of each layer stage; the "
+                     "pre-training distillation stage runs from the end of the last one to --num_train_steps.")
+flags.DEFINE_float("distill_ground_truth_ratio", 0.5, "--distillation=mobilebert: weight of the one-hot label in "
+                   "the MLM target of pre-training distillation (the rest: the teacher's distribution).")
 
 FLAGS = flags.FLAGS
 
@@ -183,6 +192,40 @@ def _distillation_setup(config, model):
             network.student_trainable_variables, extra)
 
 
+def _mobilebert_plan(config, teacher_config):
+    """--distillation=mobilebert: the student/teacher pair checked and the stage plan, before anything is written."""
+    from training import mobilebert_transfer
+
+    mobilebert_transfer.check_pair(config, teacher_config)
+    return mobilebert_transfer.stage_plan(config.num_hidden_layers, FLAGS.num_progressive_stages,
+                                          FLAGS.steps_per_stage, FLAGS.num_train_steps)
+
+
+def _mobilebert_transfer(model, teacher_config, plan, strategy, sentence_task):
+    """A run_training-like callable running the progressive stages of training/mobilebert_transfer.py on `model`
+    (the student PretrainingModel) with the IB-BERT teacher of --teacher_checkpoint."""
+    from training import mobilebert_transfer
+
+    with strategy.scope():
+        teacher = mobilebert_transfer.load_teacher(teacher_config, FLAGS.teacher_checkpoint)
+
+    def run(trainer, dataset_fn, *, strategy, output_dir, steps_per_checkpoint, examples_per_step,
+            max_checkpoints_to_keep, log_every_n_steps, hparams, **unused):
+        hparams = dict(hparams, distillation="mobilebert", num_progressive_stages=len(plan) - 1,
+                       steps_per_stage=FLAGS.steps_per_stage,
+                       distill_ground_truth_ratio=FLAGS.distill_ground_truth_ratio)
+        return mobilebert_transfer.run_progressive(
+            model, teacher, plan, dataset_fn=dataset_fn, strategy=strategy, output_dir=output_dir,
+            steps_per_checkpoint=steps_per_checkpoint, examples_per_step=examples_per_step,
+            learning_rate=FLAGS.learning_rate, num_warmup_steps=FLAGS.num_warmup_steps, optimizer=FLAGS.optimizer,
+            alpha=FLAGS.distill_ground_truth_ratio, temperature=FLAGS.temperature, sentence_task=sentence_task,
+            gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
+            iterations_per_loop=FLAGS.iterations_per_loop, jit_compile=FLAGS.enable_xla,
+            max_checkpoints_to_keep=max_checkpoints_to_keep, log_every_n_steps=log_every_n_steps, hparams=hparams)
+
+    return run
+
+
 def _export(encoder, output_dir):
     try:
         from serving import export
@@ -242,6 +285,7 @@ def main(argv):
     config = ModelConfig.from_json_file(FLAGS.bert_config_file)
     distill = bool(FLAGS.teacher_config_file or FLAGS.teacher_checkpoint)
     teacher_config = _check_teacher_flags(config) if distill else None
+    transfer_plan = _mobilebert_plan(config, teacher_config) if distill and FLAGS.distillation == "mobilebert" else None
     if FLAGS.max_seq_length > config.max_position_embeddings:
         raise bertkit_errors.UserError(
             f"--max_seq_length={FLAGS.max_seq_length}: longer than max_position_embeddings "
@@ -318,7 +362,7 @@ def main(argv):
                 "teacher_config_file": FLAGS.teacher_config_file, "teacher_checkpoint": FLAGS.teacher_checkpoint,
                 "teacher_model_type": teacher_config.model_type, "teacher_hidden_size": teacher_config.hidden_size,
                 "layer_mapping": FLAGS.layer_mapping, "attention_loss": FLAGS.attention_loss,
-                "distill_mlm": FLAGS.distill_mlm}} if distill else {})})
+                "distill_mlm": FLAGS.distill_mlm, "method": FLAGS.distillation}} if distill else {})})
 
     steps_per_execution = trainer_lib.steps_per_execution_for(
         FLAGS.iterations_per_loop, FLAGS.save_checkpoints_steps, FLAGS.num_train_steps)
@@ -327,7 +371,7 @@ def main(argv):
         optimizer = optimization.create_optimizer(
             FLAGS.learning_rate, FLAGS.num_train_steps, FLAGS.num_warmup_steps, optimizer=FLAGS.optimizer,
             clipnorm=None)  # clipping to 1.0 is done by TrainerModel on the all-reduced gradients
-        if distill:
+        if distill and transfer_plan is None:
             network, loss_fn, metric_names, variables_fn, extra_items = _distillation_setup(config, model)
         else:
             network, loss_fn, metric_names = (model, trainer_lib.pretraining_loss_fn(sentence_task),
@@ -368,7 +412,9 @@ def main(argv):
                 "teacher_config_file", "teacher_checkpoint", "layer_mapping", "attention_loss", "temperature",
                 "distill_mlm")})
         with pipeline.damaged_records_named(train_files):
-            result = trainer_lib.run_training(
+            run = _mobilebert_transfer(model, teacher_config, transfer_plan, strategy, sentence_task) \
+                if transfer_plan else trainer_lib.run_training
+            result = run(
                 trainer, train_dataset_fn, strategy=strategy, output_dir=FLAGS.output_dir,
                 num_train_steps=FLAGS.num_train_steps, steps_per_checkpoint=FLAGS.save_checkpoints_steps,
                 checkpoint_items=items, examples_per_step=FLAGS.train_batch_size, init_fn=init_fn,
