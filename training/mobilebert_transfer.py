@@ -304,6 +304,20 @@ def checkpoint_step(output_dir):
     return int(tf.train.load_checkpoint(latest).get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
+def _hand_over(trainer, items, dataset_fn, strategy, output_dir, step, max_checkpoints_to_keep):
+    """At a stage boundary: the previous stage's checkpoint at `step` holds its own optimizer (whose slots hang on the
+    variables it trained); rewrite the checkpoint at the same step with the weights and this stage's fresh optimizer,
+    so that run_training restores this stage's objects exactly (also after a kill at the boundary)."""
+    with strategy.scope():
+        trainer.build_for(dataset_fn(tf.distribute.InputContext()).element_spec)
+    weights = tf.train.Checkpoint(encoder=items["encoder"], mlm_head=items["mlm_head"], nsp_head=items["nsp_head"],
+                                  global_step=items["global_step"])
+    checkpoints.restore_checked(weights, tf.train.latest_checkpoint(output_dir)).expect_partial()
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(**items), trainer_lib.write_dir_for(output_dir, strategy),
+                                         max_to_keep=max_checkpoints_to_keep, step_counter=trainer.global_step)
+    trainer_lib.save_checkpoint(manager, step)
+
+
 def run_progressive(student, teacher, plan, *, dataset_fn, strategy, output_dir, steps_per_checkpoint,
                     examples_per_step, learning_rate, num_warmup_steps, optimizer="adamw", alpha=0.5,
                     temperature=1.0, sentence_task="next_sentence", gradient_accumulation_steps=1,
@@ -339,6 +353,8 @@ def run_progressive(student, teacher, plan, *, dataset_fn, strategy, output_dir,
                 jit_compile=jit_compile)
         items = {"encoder": student.encoder, "mlm_head": student.mlm_head, "nsp_head": student.nsp_head,
                  f"optimizer_stage{stage.index}": trainer.optimizer, "global_step": trainer.global_step}
+        if stage.start > 0 and checkpoint_step(output_dir) == stage.start:
+            _hand_over(trainer, items, dataset_fn, strategy, output_dir, stage.start, max_checkpoints_to_keep)
         res = trainer_lib.run_training(
             trainer, dataset_fn, strategy=strategy, output_dir=output_dir, num_train_steps=stage.end,
             steps_per_checkpoint=steps_per_checkpoint, checkpoint_items=items, examples_per_step=examples_per_step,
