@@ -196,6 +196,10 @@ def _mobilebert_plan(config, teacher_config):
     """--distillation=mobilebert: the student/teacher pair checked and the stage plan, before anything is written."""
     from training import mobilebert_transfer
 
+    if FLAGS.init_checkpoint:
+        raise bertkit_errors.UserError(f"--init_checkpoint={FLAGS.init_checkpoint}: not used with "
+                                       "--distillation=mobilebert (the student starts from the teacher's embeddings "
+                                       "and heads, its layers are trained stage by stage)")
     mobilebert_transfer.check_pair(config, teacher_config)
     return mobilebert_transfer.stage_plan(config.num_hidden_layers, FLAGS.num_progressive_stages,
                                           FLAGS.steps_per_stage, FLAGS.num_train_steps)

@@ -35,13 +35,13 @@ flags.DEFINE_integer("max_predictions_per_seq", 10, "Masked positions per pretra
 flags.DEFINE_integer("dupe_factor", 3, "create_pretraining_data.py --dupe_factor.")
 flags.DEFINE_integer("train_batch_size", 32, "Pretraining batch size (teacher and students).")
 flags.DEFINE_float("learning_rate", 1e-3, "Pretraining learning rate (teacher, every transfer stage, baseline).")
-flags.DEFINE_integer("teacher_steps", 1000, "Pretraining steps of the IB-BERT teacher.")
+flags.DEFINE_integer("teacher_steps", 3000, "Pretraining steps of the IB-BERT teacher.")
 flags.DEFINE_integer("steps_per_stage", 100, "Steps of each layer stage of the transfer.")
 flags.DEFINE_integer("student_steps", 800, "Total pretraining steps of each student (transfer: layer stages + "
                      "pre-training distillation; baseline: MLM + NSP from scratch).")
-flags.DEFINE_float("finetune_learning_rate", 5e-4, "run_classifier.py --learning_rate.")
-flags.DEFINE_integer("finetune_epochs", 3, "run_classifier.py --num_train_epochs.")
-flags.DEFINE_integer("finetune_batch_size", 32, "run_classifier.py --train_batch_size.")
+flags.DEFINE_float("finetune_learning_rate", 2e-3, "run_classifier.py --learning_rate.")
+flags.DEFINE_integer("finetune_epochs", 5, "run_classifier.py --num_train_epochs.")
+flags.DEFINE_integer("finetune_batch_size", 16, "run_classifier.py --train_batch_size.")
 flags.DEFINE_bool("report_only", False, "Run nothing; print the table of what is in --output_dir.")
 
 STUDENTS = ("transfer", "baseline")

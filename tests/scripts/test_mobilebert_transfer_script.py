@@ -165,3 +165,6 @@ def test_bad_pairs_and_plans_are_one_line_errors(setup, tmp_path):
                        env=_env(), cwd=ROOT, timeout=300)
     assert "--num_train_steps=20: must exceed the 2 layer stages" in _error(r)
     assert not os.path.exists(tmp_path / "c" / "bert_config.json")   # refused before anything was written
+    r = subprocess.run(_args(setup, str(tmp_path / "d"), f"--init_checkpoint={setup['teacher']}"),
+                       capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
+    assert "not used with --distillation=mobilebert" in _error(r)
