@@ -82,6 +82,15 @@ flags.DEFINE_enum("attention_loss", "mse", ["mse", "kl", "none"], "Attention dis
 flags.DEFINE_float("temperature", 1.0, "Distillation temperature (for the soft-label terms).")
 flags.DEFINE_bool("distill_mlm", False, "Also train the student's masked-LM head on the stored masks (MLM loss added "
                   "to the distillation loss).")
+flags.DEFINE_enum("distillation", "tinybert", ["tinybert", "mobilebert"], "With a teacher: tinybert (general "
+                  "distillation) or mobilebert (progressive knowledge transfer from an IB-BERT teacher: one stage per "
+                  "layer group, then pre-training distillation; training/mobilebert_transfer.py).")
+flags.DEFINE_integer("num_progressive_stages", None, "--distillation=mobilebert: layer stages (default: one per "
+                     "student layer; fewer stages take groups of consecutive layers).")
+flags.DEFINE_integer("steps_per_stage", 1000, "--distillation=mobilebert: steps of each layer stage; the "
+                     "pre-training distillation stage runs from the end of the last one to --num_train_steps.")
+flags.DEFINE_float("distill_ground_truth_ratio", 0.5, "--distillation=mobilebert: weight of the one-hot label in "
+                   "the MLM target of pre-training distillation (the rest: the teacher's distribution).")
 
 FLAGS = flags.FLAGS
 

@@ -245,8 +245,11 @@ class MobileBertBlock(keras.layers.Layer):
                 self.bottleneck_attention = L.Dense(h, c.intra_bottleneck_size, init, name="bottleneck_attention")
                 self.bottleneck_attention_norm = L.make_norm(norm, c.intra_bottleneck_size, eps,
                                                              "bottleneck_attention_norm")
-        self.query = L.Dense(th, th, init, name="query")
-        self.key = L.Dense(th, th, init, name="key")
+        # Query/key read the bottleneck (width true_hidden_size) or, without a bottleneck for them, the layer input
+        # (width hidden_size): IB-BERT's inverted bottleneck, where true_hidden_size > hidden_size.
+        qk_in = th if (c.use_bottleneck_attention or self.kq_shared or not self.use_bottleneck) else h
+        self.query = L.Dense(qk_in, th, init, name="query")
+        self.key = L.Dense(qk_in, th, init, name="key")
         self.value = L.Dense(th if c.use_bottleneck_attention else h, th, init, name="value")
         self.attention_dropout = (keras.layers.Dropout(c.attention_probs_dropout_prob)
                                   if c.attention_probs_dropout_prob > 0 else None)
@@ -307,7 +310,12 @@ class MobileBertBlock(keras.layers.Layer):
 
 class MobileBertEncoder(EncoderBase):
     """MobileBERT (Sun et al. 2020) as transformers' MobileBertModel: trigram embeddings, bottlenecks, stacked FFNs,
-    NoNorm, ReLU; pooler dense+tanh only when classifier_activation, else the [CLS] vector."""
+    NoNorm, ReLU; pooler dense+tanh only when classifier_activation, else the [CLS] vector.
+
+    The same class is the IB-BERT teacher of MobileBERT's knowledge transfer (configs/ibbert_large.json,
+    configs/tiny_ibbert.json): intra_bottleneck_size larger than hidden_size (an inverted bottleneck), no shared
+    key/query bottleneck (query, key and value read the hidden_size-wide layer input), one feed-forward network,
+    LayerNorm, GELU."""
 
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)

@@ -1,4 +1,5 @@
-"""Original Google TF1 BERT / ALBERT checkpoints (`bert_model.ckpt`, variables `bert/...`, `cls/...`).
+"""Original Google TF1 BERT / ALBERT / MobileBERT checkpoints (`bert_model.ckpt`, variables `bert/...`, `cls/...`;
+MobileBERT's names: modeling/tf1_mobilebert.py).
 
     state, has_mlm, has_nsp = tf1_state(shapes, read, config, src, want_mlm, want_nsp)
 
@@ -11,6 +12,7 @@ import numpy as np
 from absl import logging
 
 import bertkit_errors
+from modeling import tf1_mobilebert
 
 
 def _shape_str(shape):
@@ -93,15 +95,15 @@ def tf1_state(shapes, read, config, src, want_mlm, want_nsp):
     `shapes`: {variable name: shape} of the checkpoint; `read(name)`: the variable's value. Returns (state, has_mlm,
     has_nsp)."""
     ckpt_type = tf1_model_type(shapes)
-    if ckpt_type == "mobilebert" or config.model_type == "mobilebert":
-        raise bertkit_errors.UserError(f"{src}: original TF1 MobileBERT checkpoints are not supported; convert it "
-                                       "to a HuggingFace directory (transformers) and use that")
     if ckpt_type != config.model_type:
         raise bertkit_errors.UserError(f"{src}: the checkpoint's variables are those of a {ckpt_type!r} model but the "
                                        f"config says model_type {config.model_type!r}")
     has_mlm = want_mlm and "cls/predictions/output_bias" in shapes
     has_nsp = want_nsp and "cls/seq_relationship/output_weights" in shapes
-    rows = tf1_table(config, has_mlm, has_nsp)
+    if config.model_type == "mobilebert":  # Google's MobileBERT release: modeling/tf1_mobilebert.py
+        rows = tf1_mobilebert.tf1_table(config, shapes, has_mlm, has_nsp)
+    else:
+        rows = tf1_table(config, has_mlm, has_nsp)
     for name, _, shape, _ in rows:
         if name not in shapes:
             raise bertkit_errors.UserError(f"{src}: variable {name} (shape {_shape_str(shape)}) is missing from the "

@@ -21,7 +21,8 @@ from data import pipeline
 from modeling import ModelConfig, build_fit_dense, build_pretraining_model, checkpoints, model_dirs
 from serving import export as export_lib
 from tokenization import load_vocab
-from training import checkpointing, distillation, distribution, optimization, pretraining_loss, rerun, tinybert
+from training import checkpointing, distillation, distribution, mobilebert_transfer, optimization, pretraining_loss
+from training import rerun, tinybert
 from training import trainer as trainer_lib
 
 
@@ -38,6 +39,7 @@ class PretrainingRun:
     sentence_task: str
     masker: object
     steps_per_execution: int
+    transfer_plan: object = None  # --distillation=mobilebert: the stages (training/mobilebert_transfer.stage_plan)
 
 
 def apply_model_dir_defaults(flags):
@@ -66,6 +68,8 @@ def prepare(flags):
     config = ModelConfig.from_json_file(flags.bert_config_file)
     distill = bool(flags.teacher_config_file or flags.teacher_checkpoint)
     teacher_config = _check_teacher_flags(flags, config) if distill else None
+    transfer_plan = (_mobilebert_plan(flags, config, teacher_config)
+                     if distill and flags.distillation == "mobilebert" else None)
     if flags.max_seq_length > config.max_position_embeddings:
         raise bertkit_errors.UserError(
             f"--max_seq_length={flags.max_seq_length}: longer than max_position_embeddings "
@@ -98,7 +102,8 @@ def prepare(flags):
         train_files=train_files, eval_files=eval_files, sentence_task=_sentence_task(flags, train_files or eval_files),
         masker=_dynamic_masker(flags, config) if flags.dynamic_masking else None,
         steps_per_execution=trainer_lib.steps_per_execution_for(
-            flags.iterations_per_loop, flags.save_checkpoints_steps, flags.num_train_steps))
+            flags.iterations_per_loop, flags.save_checkpoints_steps, flags.num_train_steps),
+        transfer_plan=transfer_plan)
     _check_batch(flags, strategy.num_replicas_in_sync)
     if is_chief:
         _write_model_dir_files(flags, run)
@@ -149,7 +154,7 @@ def _write_model_dir_files(flags, run):
             "teacher_config_file": flags.teacher_config_file, "teacher_checkpoint": flags.teacher_checkpoint,
             "teacher_model_type": teacher_config.model_type, "teacher_hidden_size": teacher_config.hidden_size,
             "layer_mapping": flags.layer_mapping, "attention_loss": flags.attention_loss,
-            "distill_mlm": flags.distill_mlm}} if run.distill else {})})
+            "distill_mlm": flags.distill_mlm, "method": flags.distillation}} if run.distill else {})})
 
 
 def _sentence_task(flags, files):
@@ -240,7 +245,7 @@ def build_model(flags, run):
         optimizer = optimization.create_optimizer(
             flags.learning_rate, flags.num_train_steps, flags.num_warmup_steps, optimizer=flags.optimizer,
             clipnorm=None)  # clipping to 1.0 is done by TrainerModel on the all-reduced gradients
-        if run.distill:
+        if run.distill and run.transfer_plan is None:
             network, loss_fn, metric_names, variables_fn, extra_items = _distillation_setup(flags, run.config, model)
         else:
             network, loss_fn, metric_names = (model, pretraining_loss.pretraining_loss_fn(run.sentence_task),
@@ -254,6 +259,41 @@ def build_model(flags, run):
     items = dict(encoder=model.encoder, mlm_head=model.mlm_head, nsp_head=model.nsp_head, **extra_items,
                  optimizer=trainer.optimizer, global_step=trainer.global_step)
     return model, trainer, items
+
+
+def _mobilebert_plan(flags, config, teacher_config):
+    """--distillation=mobilebert: the student/teacher pair checked and the stage plan, before anything is written."""
+    if flags.init_checkpoint:
+        raise bertkit_errors.UserError(f"--init_checkpoint={flags.init_checkpoint}: not used with "
+                                       "--distillation=mobilebert (the student starts from the teacher's embeddings "
+                                       "and heads, its layers are trained stage by stage)")
+    mobilebert_transfer.check_pair(config, teacher_config)
+    return mobilebert_transfer.stage_plan(config.num_hidden_layers, flags.num_progressive_stages,
+                                          flags.steps_per_stage, flags.num_train_steps)
+
+
+def _mobilebert_transfer(flags, run, model):
+    """A run_training-like callable running the progressive stages of training/mobilebert_transfer.py on `model`
+    (the student PretrainingModel) with the IB-BERT teacher of --teacher_checkpoint."""
+    with run.strategy.scope():
+        teacher = mobilebert_transfer.load_teacher(run.teacher_config, flags.teacher_checkpoint)
+    plan = run.transfer_plan
+
+    def run_progressive(trainer, dataset_fn, *, strategy, output_dir, steps_per_checkpoint, examples_per_step,
+                        max_checkpoints_to_keep, log_every_n_steps, hparams, **unused):
+        hparams = dict(hparams, distillation="mobilebert", num_progressive_stages=len(plan) - 1,
+                       steps_per_stage=flags.steps_per_stage,
+                       distill_ground_truth_ratio=flags.distill_ground_truth_ratio)
+        return mobilebert_transfer.run_progressive(
+            model, teacher, plan, dataset_fn=dataset_fn, strategy=strategy, output_dir=output_dir,
+            steps_per_checkpoint=steps_per_checkpoint, examples_per_step=examples_per_step,
+            learning_rate=flags.learning_rate, num_warmup_steps=flags.num_warmup_steps, optimizer=flags.optimizer,
+            alpha=flags.distill_ground_truth_ratio, temperature=flags.temperature, sentence_task=run.sentence_task,
+            gradient_accumulation_steps=flags.gradient_accumulation_steps,
+            iterations_per_loop=flags.iterations_per_loop, jit_compile=flags.enable_xla,
+            max_checkpoints_to_keep=max_checkpoints_to_keep, log_every_n_steps=log_every_n_steps, hparams=hparams)
+
+    return run_progressive
 
 
 def _train_dataset_fn(flags, run):
@@ -293,8 +333,10 @@ def train(flags, run, model, trainer, items):
         hparams.update({k: getattr(flags, k) for k in (
             "teacher_config_file", "teacher_checkpoint", "layer_mapping", "attention_loss", "temperature",
             "distill_mlm")})
+    run_training = (_mobilebert_transfer(flags, run, model) if run.transfer_plan is not None
+                    else trainer_lib.run_training)
     with pipeline.damaged_records_named(run.train_files):
-        result = trainer_lib.run_training(
+        result = run_training(
             trainer, _train_dataset_fn(flags, run), strategy=run.strategy, output_dir=flags.output_dir,
             num_train_steps=flags.num_train_steps, steps_per_checkpoint=flags.save_checkpoints_steps,
             checkpoint_items=items, examples_per_step=flags.train_batch_size,
