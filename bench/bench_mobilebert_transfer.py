@@ -16,7 +16,6 @@ of each stage), the teacher's and baseline's last MLM losses, and the dev accura
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -27,6 +26,7 @@ sys.path.insert(0, ROOT)
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from bench.logged_run import run_logged  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Where everything goes.")
 flags.DEFINE_string("seeds", "1,2,3", "Fine-tuning seeds (one run per student and seed).")
@@ -58,14 +58,7 @@ def _run(cmd, log, done):
         print(f"reusing {log}", flush=True)
         return
     print("$ " + " ".join(cmd) + f"  > {log} 2>&1", flush=True)
-    start = time.perf_counter()
-    with open(log, "a", encoding="utf-8") as f:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        with open(log, encoding="utf-8", errors="replace") as f:
-            tail = f.read()[-2000:]
-        raise SystemExit(f"error: {cmd[1]} exited {proc.returncode} (log {log}):\n{tail}")
-    print(f"  {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"  {run_logged(cmd, log, cmd[1]):.0f} s", flush=True)
 
 
 def _step_of(model_dir):

@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,6 +25,7 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags  # noqa: E402
 
+from bench.logged_run import run_logged  # noqa: E402
 from modeling import packaged  # noqa: E402
 from training import classifier as classifier_lib  # noqa: E402
 
@@ -68,14 +68,7 @@ def run_seed(seed, data_dir, model_dir):
            f"--num_train_epochs={FLAGS.epochs}", "--warmup_proportion=0.1", f"--seed={seed}", f"--output_dir={out}"]
     log = out + ".log"
     print("$ " + " ".join(cmd) + f"  > {log} 2>&1", flush=True)
-    start = time.perf_counter()
-    with open(log, "a", encoding="utf-8") as f:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        with open(log, encoding="utf-8", errors="replace") as f:
-            tail = f.read()[-2000:]
-        raise SystemExit(f"error: seed {seed}: run_classifier.py exited {proc.returncode} (log {log}):\n{tail}")
-    print(f"seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"seed {seed}: {run_logged(cmd, log, f'seed {seed}: run_classifier.py'):.0f} s", flush=True)
     return out
 
 

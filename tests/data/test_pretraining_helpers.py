@@ -1,9 +1,10 @@
 """Shared helpers for the pretraining-data tests: tiny vocabularies, synthetic corpora, and the original algorithm."""
+import os
 import random
 
 import numpy as np
 
-from data import pretraining
+from data import pretraining, pretraining_writer
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = [f"w{i}" for i in range(120)]
@@ -22,6 +23,21 @@ def write_tiny_vocab(path):
 
 def tiny_vocab():
     return {t: i for i, t in enumerate(tiny_vocab_tokens())}
+
+
+def write_tiny_pretraining_records(directory, max_seq_length, max_predictions_per_seq, num_docs=80):
+    """vocab.txt, corpus.txt and train.tfrecord (dupe factor 2) in `directory`, from the tiny vocabulary; returns
+    (vocab file, records file, the writer's summary)."""
+    vocab_file = write_tiny_vocab(os.path.join(directory, "vocab.txt"))
+    corpus = write_text_corpus(os.path.join(directory, "corpus.txt"), num_docs=num_docs)
+    vocab = tiny_vocab()
+    cfg = pretraining.InstanceConfig(max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions_per_seq,
+                                     dupe_factor=2, **pretraining.vocab_info(vocab))
+    records = os.path.join(directory, "train.tfrecord")
+    summary = pretraining_writer.run(
+        [corpus], [records], lambda texts: [np.asarray([vocab[w] for w in t.split()], np.int32) for t in texts],
+        cfg, docs_per_chunk=40, progress=False)
+    return vocab_file, records, summary
 
 
 def write_text_corpus(path, num_docs=60, seed=0, max_sentences=8):

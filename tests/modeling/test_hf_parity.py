@@ -11,7 +11,9 @@ transformers = pytest.importorskip("transformers")
 import bertkit_errors  # noqa: E402
 from modeling import hf_import  # noqa: E402
 
-B, T, V = 3, 11, 97
+from tests.modeling.parity_inputs import B, T, V  # noqa: E402
+from tests.modeling.parity_inputs import parity_inputs as _inputs  # noqa: E402
+
 SMALL = dict(vocab_size=V, hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=80,
              max_position_embeddings=32, type_vocab_size=2, hidden_dropout_prob=0.1,
              attention_probs_dropout_prob=0.1)
@@ -41,19 +43,6 @@ def _hf_model(kind, **overrides):
             else:
                 p.copy_(scale * torch.randn(p.shape, generator=g))
     return model.eval()
-
-
-def _inputs():
-    rng = np.random.default_rng(0)
-    ids = rng.integers(1, V, size=(B, T)).astype(np.int64)
-    mask = np.ones((B, T), np.int64)
-    mask[1, 7:] = 0
-    mask[2, 3:] = 0
-    ids[mask == 0] = 0
-    seg = np.zeros((B, T), np.int64)
-    seg[:, 5:] = 1
-    seg[mask == 0] = 0
-    return ids, mask, seg
 
 
 def _compare(kind, tmp_path, **overrides):

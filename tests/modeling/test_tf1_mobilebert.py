@@ -1,4 +1,4 @@
-"""Google's TF1 MobileBERT checkpoints (modeling/tf1_mobilebert.py through modeling.checkpoints): a checkpoint written
+"""Google's TF1 MobileBERT checkpoints (modeling/tf1_import.py): a checkpoint written
 with tf.compat.v1 under the original google-research/mobilebert variable names, made from a randomly initialised
 HuggingFace MobileBertForPreTraining, loads with the same sequence output, pooled output, MLM and NSP logits as
 transformers gives (1e-4); convert_checkpoint.py turns it into a bertkit model directory; a config that does not fit
@@ -20,7 +20,9 @@ import bertkit_errors  # noqa: E402
 from modeling import ModelConfig, build_encoder, checkpoints  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-B, T, V = 3, 11, 97
+from tests.modeling.parity_inputs import B, T, V  # noqa: E402
+from tests.modeling.parity_inputs import parity_inputs as _inputs  # noqa: E402
+
 # The layout of uncased_L-24_H-128_B-512_A-4_F-4_OPT, shrunk: bottlenecks with a shared key/query bottleneck,
 # trigram input, stacked feed-forward networks, NoNorm, ReLU.
 GOOGLE_CONFIG = dict(vocab_size=V, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=40,
@@ -29,19 +31,6 @@ GOOGLE_CONFIG = dict(vocab_size=V, hidden_size=64, num_hidden_layers=2, num_atte
                      use_bottleneck=True, intra_bottleneck_size=32, use_bottleneck_attention=False,
                      key_query_shared_bottleneck=True, num_feedforward_networks=3, normalization_type="no_norm",
                      classifier_activation=True)
-
-
-def _inputs():
-    rng = np.random.default_rng(0)
-    ids = rng.integers(1, V, size=(B, T)).astype(np.int64)
-    mask = np.ones((B, T), np.int64)
-    mask[1, 7:] = 0
-    mask[2, 3:] = 0
-    ids[mask == 0] = 0
-    seg = np.zeros((B, T), np.int64)
-    seg[:, 5:] = 1
-    seg[mask == 0] = 0
-    return ids, mask, seg
 
 
 def _hf_model(**overrides):
@@ -59,7 +48,7 @@ def _hf_model(**overrides):
 
 def _google_names(state, norm="FakeLayerNorm"):
     """HF MobileBertForPreTraining state dict -> google-research/mobilebert TF1 names and layout (kernels [in, out]),
-    written independently of modeling/tf1_mobilebert.py (the inverse of transformers' old
+    written independently of modeling/tf1_import.py (the inverse of transformers' old
     load_tf_weights_in_mobilebert renaming)."""
     out = {}
     for key, v in state.items():

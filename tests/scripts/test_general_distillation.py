@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from tests.data import test_pretraining_helpers as H
@@ -40,19 +39,10 @@ def _config(path, layers, hidden, **kw):
 def setup(tmp_path_factory):
     import tensorflow as tf
 
-    from data import pretraining, pretraining_writer
     from modeling import ModelConfig, build_encoder
 
     d = tmp_path_factory.mktemp("gd")
-    vocab_file = H.write_tiny_vocab(d / "vocab.txt")
-    corpus = H.write_text_corpus(d / "corpus.txt", num_docs=80)
-    vocab = H.tiny_vocab()
-    cfg = pretraining.InstanceConfig(max_seq_length=SEQ, max_predictions_per_seq=PREDS, dupe_factor=2,
-                                     **pretraining.vocab_info(vocab))
-    records = str(d / "train.tfrecord")
-    summary = pretraining_writer.run(
-        [corpus], [records], lambda texts: [np.asarray([vocab[w] for w in t.split()], np.int32) for t in texts],
-        cfg, docs_per_chunk=40, progress=False)
+    vocab_file, records, summary = H.write_tiny_pretraining_records(d, SEQ, PREDS)
     assert summary["instances"] > 100
     paths = {"dir": d, "vocab": vocab_file, "records": records,
              "teacher_config": _config(d / "teacher.json", 4, 64), "student_config": _config(d / "student.json", 2, 32)}

@@ -38,19 +38,10 @@ def _config(path, name, **kw):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from data import pretraining, pretraining_writer
     from modeling import ModelConfig, build_pretraining_model
 
     d = tmp_path_factory.mktemp("mbt")
-    vocab_file = H.write_tiny_vocab(d / "vocab.txt")
-    corpus = H.write_text_corpus(d / "corpus.txt", num_docs=80)
-    vocab = H.tiny_vocab()
-    cfg = pretraining.InstanceConfig(max_seq_length=SEQ, max_predictions_per_seq=PREDS, dupe_factor=2,
-                                     **pretraining.vocab_info(vocab))
-    records = str(d / "train.tfrecord")
-    pretraining_writer.run(
-        [corpus], [records], lambda texts: [np.asarray([vocab[w] for w in t.split()], np.int32) for t in texts],
-        cfg, docs_per_chunk=40, progress=False)
+    vocab_file, records, _ = H.write_tiny_pretraining_records(d, SEQ, PREDS)
     paths = {"dir": d, "vocab": vocab_file, "records": records,
              "teacher_config": _config(d / "teacher.json", "tiny_ibbert"),
              "student_config": _config(d / "student.json", "tiny_mobilebert_student")}
