@@ -15,8 +15,9 @@ from modeling import ModelConfig, build_encoder, checkpoints, model_dirs  # noqa
 from modeling.heads import MaskedLMHead, SentencePairHead  # noqa: E402
 from training import classifier  # noqa: E402
 
-from tests.modeling.parity_inputs import B, T, V  # noqa: E402
-from tests.modeling.parity_inputs import parity_inputs as _inputs  # noqa: E402
+from tests.modeling.references import B, T, V  # noqa: E402
+from tests.modeling.references import parity_inputs as _inputs  # noqa: E402
+from tests.modeling.references import write_tf1_checkpoint as _write_tf1  # noqa: E402
 
 SMALL = dict(vocab_size=V, hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=80,
              max_position_embeddings=32, type_vocab_size=2, hidden_dropout_prob=0.1,
@@ -46,16 +47,6 @@ def _hf_outputs(model, base):
         full = model(input_ids=ids, attention_mask=mask, token_type_ids=seg)
         out = base(input_ids=ids, attention_mask=mask, token_type_ids=seg)
     return out.last_hidden_state.numpy(), out.pooler_output.numpy(), full
-
-
-def _write_tf1(tensors, prefix):
-    """Write {original TF1 name: array} with tf.compat.v1 variables and a Saver, as the Google repos did."""
-    with tf.Graph().as_default():
-        variables = [tf.compat.v1.get_variable(name, initializer=tf.constant(value)) for name, value in tensors.items()]
-        saver = tf.compat.v1.train.Saver(variables)
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            saver.save(sess, prefix, write_meta_graph=False)
 
 
 def _bert_tf1_names(state):

@@ -11,8 +11,8 @@ transformers = pytest.importorskip("transformers")
 import bertkit_errors  # noqa: E402
 from modeling import hf_import  # noqa: E402
 
-from tests.modeling.parity_inputs import B, T, V  # noqa: E402
-from tests.modeling.parity_inputs import parity_inputs as _inputs  # noqa: E402
+from tests.modeling.references import B, T, V  # noqa: E402
+from tests.modeling.references import parity_inputs as _inputs  # noqa: E402
 
 SMALL = dict(vocab_size=V, hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=80,
              max_position_embeddings=32, type_vocab_size=2, hidden_dropout_prob=0.1,

@@ -11,7 +11,6 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -20,8 +19,9 @@ import bertkit_errors  # noqa: E402
 from modeling import ModelConfig, build_encoder, checkpoints  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tests.modeling.parity_inputs import B, T, V  # noqa: E402
-from tests.modeling.parity_inputs import parity_inputs as _inputs  # noqa: E402
+from tests.modeling.references import B, T, V  # noqa: E402
+from tests.modeling.references import parity_inputs as _inputs  # noqa: E402
+from tests.modeling.references import write_tf1_checkpoint as _write_tf1  # noqa: E402
 
 # The layout of uncased_L-24_H-128_B-512_A-4_F-4_OPT, shrunk: bottlenecks with a shared key/query bottleneck,
 # trigram input, stacked feed-forward networks, NoNorm, ReLU.
@@ -78,16 +78,6 @@ def _google_names(state, norm="FakeLayerNorm"):
             name, v = name[: -len("weight")] + "kernel", v.T
         out[name] = np.ascontiguousarray(v)
     return out
-
-
-def _write_tf1(tensors, prefix):
-    """Write {original TF1 name: array} with tf.compat.v1 variables and a Saver, as the Google repos did."""
-    with tf.Graph().as_default():
-        variables = [tf.compat.v1.get_variable(name, initializer=tf.constant(value)) for name, value in tensors.items()]
-        saver = tf.compat.v1.train.Saver(variables)
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            saver.save(sess, prefix, write_meta_graph=False)
 
 
 @pytest.fixture(scope="module")
