@@ -64,6 +64,20 @@ def check_output_file(path, flag="output_file"):
     return path
 
 
+@contextlib.contextmanager
+def new_dir_removed_on_error(directory):
+    """For the checks before a script's work: a directory this run creates inside the block (e.g. an output_dir that
+    receives a vocab.txt before a later flag check fails) is removed again if the block raises, so a refused command
+    leaves nothing behind. A directory that existed before is left as it is."""
+    existed = directory is None or os.path.lexists(directory)
+    try:
+        yield
+    except BaseException:
+        if not existed and os.path.isdir(directory):
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
 def check_output_dir(path, flag="output_dir"):
     """ensure_writable_dir, with a clear message when `path` names an existing file."""
     if not path:

@@ -41,6 +41,7 @@ import os
 from absl import flags
 
 import bertkit_errors
+import bertkit_io
 
 # The original flags.
 flags.DEFINE_string("data_dir", None, "The input data dir (the task's .tsv files). Or use --records_dir.")
@@ -231,9 +232,10 @@ def main(argv):
     # The packages (TensorFlow with them), once the flags are known to be fine.
     from training import classifier_run as steps
 
-    defaults, lower_case_given = steps.apply_model_dir_defaults(FLAGS)
-    _check_model_files()
-    run = steps.prepare(FLAGS, defaults, lower_case_given, speeds)   # records, strategy, checks, model dir files
+    with bertkit_io.new_dir_removed_on_error(FLAGS.output_dir):   # a refused command leaves no new directory
+        defaults, lower_case_given = steps.apply_model_dir_defaults(FLAGS)
+        _check_model_files()
+        run = steps.prepare(FLAGS, defaults, lower_case_given, speeds)   # records, strategy, checks, model dir files
     setup, trainer, items = steps.build_model(FLAGS, run)
     eval_sets = steps.datasets(FLAGS, run, run.dev_splits, FLAGS.eval_batch_size) if FLAGS.do_eval else {}
     evaluate = steps.evaluate_fn(FLAGS, run, setup, eval_sets)

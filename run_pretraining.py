@@ -27,6 +27,7 @@ import os
 from absl import flags
 
 import bertkit_errors
+import bertkit_io
 
 flags.DEFINE_string("bert_config_file", None, "The config json file of the pre-trained model (architecture).")
 flags.DEFINE_string("input_file", None, "Input TF example files (comma-separated globs; gzip detected).")
@@ -131,9 +132,10 @@ def main(argv):
     # The packages (TensorFlow with them), once the flags are known to be fine.
     from training import pretraining_run as steps
 
-    steps.apply_model_dir_defaults(FLAGS)
-    _check_model_files()
-    run = steps.prepare(FLAGS)   # configs, output and rerun checks, strategy, records, model dir files
+    with bertkit_io.new_dir_removed_on_error(FLAGS.output_dir):   # a refused command leaves no new directory
+        steps.apply_model_dir_defaults(FLAGS)
+        _check_model_files()
+        run = steps.prepare(FLAGS)   # configs, output and rerun checks, strategy, records, model dir files
     model, trainer, items = steps.build_model(FLAGS, run)
     if FLAGS.do_train:
         steps.train(FLAGS, run, model, trainer, items)

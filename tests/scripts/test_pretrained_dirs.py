@@ -199,3 +199,18 @@ def test_run_pretraining_init_and_teacher(dirs, init, teacher):
     with open(os.path.join(out, "bertkit.json")) as f:
         info = json.load(f)
     assert info["do_lower_case"] is False and info["general_distillation"]["teacher_checkpoint"] == dirs[teacher]
+
+
+def test_a_refused_command_leaves_no_new_output_dir(dirs):
+    """The HF directory's tokenizer.json is written as output_dir/vocab.txt before the later checks; when one of them
+    refuses the command, the directory this run created is gone again (run_classifier and run_pretraining)."""
+    out = dirs["tmp"] / "refused_clf"
+    with pytest.raises(bertkit_errors.UserError, match="--max_seq_length=64: longer than max_position_embeddings"):
+        run(**_task(dirs["data"], str(out), init_checkpoint=dirs["hf"], do_train=True, max_seq_length=64))
+    assert not out.exists()
+    out = dirs["tmp"] / "refused_pre"
+    proc = _pretrain(dirs, str(out), f"--init_checkpoint={dirs['hf']}", "--max_seq_length=64")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --max_seq_length=64: longer than"), proc.stderr[-2000:]
+    assert not out.exists()
