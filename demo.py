@@ -424,7 +424,7 @@ def _params(model_dir):
     return modeling.count_params_from_specs(modeling.ModelConfig.from_json_file(path))
 
 
-def _inference_speeds(export_bases, seq_length, batch_size=32, rounds=8, repeats=3):
+def inference_speeds(export_bases, seq_length, batch_size=32, rounds=8, repeats=3):
     """Examples/s of each newest export's serve_ids signature on one batch of full-length inputs (None where there is
     no export). The models take turns, `repeats` calls each per round, so a change of load on the machine hits all
     of them alike; each model's figure is its fastest call."""
@@ -456,7 +456,7 @@ def summary(demo, data, models):
     summary.json."""
     seq = 32 if demo.plan.fast else 128
     results = {name: read_results(os.path.join(path, "eval_results.txt")) for name, path in models.items()}
-    teacher_eps, student_eps = _inference_speeds([os.path.join(models[m], "export") for m in ("teacher", "student")],
+    teacher_eps, student_eps = inference_speeds([os.path.join(models[m], "export") for m in ("teacher", "student")],
                                                  seq)
     rows = [("teacher (fine-tuned)", results["teacher"].get("accuracy"), _params(models["teacher"]), teacher_eps,
              1.0 if teacher_eps else None),
