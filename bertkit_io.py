@@ -65,15 +65,16 @@ def check_output_file(path, flag="output_file"):
 
 
 @contextlib.contextmanager
-def new_dir_removed_on_error(directory):
-    """For the checks before a script's work: a directory this run creates inside the block (e.g. an output_dir that
-    receives a vocab.txt before a later flag check fails) is removed again if the block raises, so a refused command
-    leaves nothing behind. A directory that existed before is left as it is."""
+def new_dir_removed_on_error(directory, leftovers=("vocab.txt",)):
+    """For the checks before a script's work: a directory this run creates inside the block and that holds nothing but
+    `leftovers` when the block raises (e.g. an output_dir that received a vocab.txt before a later flag check failed)
+    is removed again, so a refused command leaves no such directory behind. A directory that existed before, or one
+    holding finished work (records written before a later check failed, reused by the next run), is left as it is."""
     existed = directory is None or os.path.lexists(directory)
     try:
         yield
     except BaseException:
-        if not existed and os.path.isdir(directory):
+        if not existed and os.path.isdir(directory) and set(os.listdir(directory)) <= set(leftovers):
             shutil.rmtree(directory, ignore_errors=True)
         raise
 

@@ -95,3 +95,31 @@ def test_absl_flag_errors_are_one_error_line(flag, expected):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr
     assert "FATAL" not in proc.stderr
+
+
+def test_new_dir_removed_on_error(tmp_path):
+    new = tmp_path / "new"
+    with pytest.raises(ValueError):
+        with bertkit_io.new_dir_removed_on_error(str(new)):
+            new.mkdir()
+            (new / "vocab.txt").write_text("[PAD]\n")
+            raise ValueError("a later check")
+    assert not new.exists()
+    # finished work (records) stays for the next run; so does a directory that existed before
+    with pytest.raises(ValueError):
+        with bertkit_io.new_dir_removed_on_error(str(new)):
+            new.mkdir()
+            (new / "vocab.txt").write_text("[PAD]\n")
+            (new / "train.tf_record").write_bytes(b"")
+            raise ValueError("a later check")
+    assert (new / "train.tf_record").exists()
+    old = tmp_path / "old"
+    old.mkdir()
+    with pytest.raises(ValueError):
+        with bertkit_io.new_dir_removed_on_error(str(old)):
+            (old / "vocab.txt").write_text("[PAD]\n")
+            raise ValueError("a later check")
+    assert (old / "vocab.txt").exists()
+    with bertkit_io.new_dir_removed_on_error(str(tmp_path / "ok")):
+        (tmp_path / "ok").mkdir()
+    assert (tmp_path / "ok").is_dir()
