@@ -17,10 +17,8 @@ Pruned LayerNorms see fewer dimensions, so the student is not the teacher's func
 recovers it. Only BERT encoders (post-LayerNorm, fused QKV) are supported.
 """
 import numpy as np
-import tensorflow as tf
 
 from bertkit_errors import UserError
-from modeling.layers import mask_bias_from
 
 
 def _np(v):
@@ -29,7 +27,7 @@ def _np(v):
 
 def check_prunable(teacher_config, student_config, layers):
     """UserError unless the student can be cut from the teacher: both BERT, the same head count and vocabulary, no
-    dimension or layer count larger than the teacher's, head size dividing evenly."""
+    dimension or layer count larger than the teacher's, every layer index inside the teacher."""
     t, s = teacher_config, student_config
     for c, who in ((t, "teacher"), (s, "student")):
         if c.model_type != "bert":
@@ -58,50 +56,13 @@ def residual_importance(teacher, inputs):
     return total / max(mask.sum() * len(out["hidden_states"]), 1.0)
 
 
-def _ln_scale(z, mask, idx):
-    """How much a LayerNorm over the dimensions `idx` alone enlarges its output against one over all dimensions:
-    the mean over real tokens of std(z[idx]) / std(z) (z: the LayerNorm's input [B, T, H])."""
-    z = np.asarray(z, np.float64)
-    m = np.asarray(mask, bool)
-    ratio = z[..., idx].std(-1) / np.maximum(z.std(-1), 1e-12)
-    return float(ratio[m].mean())
-
-
-def layernorm_scales(teacher, inputs, layers, idx):
-    """The _ln_scale of the embedding LayerNorm and of each kept layer's two LayerNorms, from the teacher's own
-    pre-LayerNorm sums on `inputs`: {"embeddings": r, (k, "attention_norm"): r, (k, "output_norm"): r}."""
-    ids = tf.cast(inputs["input_ids"], tf.int32)
-    seg = tf.cast(inputs["segment_ids"], tf.int32)
-    mask = np.asarray(inputs["input_mask"]) > 0
-    emb = teacher.embeddings
-    t = ids.shape[1]
-    z = tf.gather(emb.word_embeddings, ids) + emb.position_embeddings[tf.newaxis, :t, :] + \
-        tf.gather(emb.token_type_embeddings, seg)
-    scales = {"embeddings": _ln_scale(z, mask, idx)}
-    x = emb.norm(z)
-    mask_bias = mask_bias_from(inputs["input_mask"])
-    for i, block in enumerate(teacher._block_list):
-        attn, _ = block.attention(x, mask_bias)
-        z1 = x + attn
-        a = block.attention_norm(z1)
-        z2 = a + block.output_dense(block.intermediate(a))
-        if i in layers:
-            k = layers.index(i)
-            scales[(k, "attention_norm")] = _ln_scale(z1, mask, idx)
-            scales[(k, "output_norm")] = _ln_scale(z2, mask, idx)
-        x = block.output_norm(z2)
-    return scales
-
-
 def _top(scores, k):
     """Indices of the k largest scores, in increasing index order (keeps the original dimension order)."""
     return np.sort(np.argsort(-np.asarray(scores), kind="stable")[:k])
 
 
-def prune_into(teacher, student, layers, importance, scales=None):
-    """Assign pruned teacher weights to the built `student` encoder. `importance`: residual_importance(...);
-    `scales`: layernorm_scales(...) to multiply each pruned LayerNorm's gamma by (None: 1)."""
-    scales = scales or {}
+def prune_into(teacher, student, layers, importance):
+    """Assign pruned teacher weights to the built `student` encoder. `importance`: residual_importance(...)."""
     tc, sc = teacher.config, student.config
     check_prunable(tc, sc, layers)
     hid = _top(importance, sc.hidden_size)
@@ -112,7 +73,7 @@ def prune_into(teacher, student, layers, importance, scales=None):
     se.word_embeddings.assign(_np(te.word_embeddings)[:, hid])
     se.position_embeddings.assign(_np(te.position_embeddings)[:sc.max_position_embeddings, hid])
     se.token_type_embeddings.assign(_np(te.token_type_embeddings)[:, hid])
-    _norm(te.norm, se.norm, hid, scales.get("embeddings", 1.0))
+    _norm(te.norm, se.norm, hid)
 
     for k, ti in enumerate(layers):
         tb, sb = teacher._block_list[ti], student._block_list[k]
@@ -135,7 +96,7 @@ def prune_into(teacher, student, layers, importance, scales=None):
         sa.qkv_bias.assign(np.concatenate([qb[qk_cols] * scale, kb[qk_cols], vb[vo_cols]]))
         sa.output_kernel.assign(o[vo_cols])
         sa.output_bias.assign(_np(ta.output_bias)[hid])
-        _norm(tb.attention_norm, sb.attention_norm, hid, scales.get((k, "attention_norm"), 1.0))
+        _norm(tb.attention_norm, sb.attention_norm, hid)
 
         w_in, w_out = _np(tb.intermediate.kernel)[hid], _np(tb.output_dense.kernel)[:, hid]
         ffn = _top(np.linalg.norm(w_in, axis=0) * np.linalg.norm(w_out, axis=1), sc.intermediate_size)
@@ -143,7 +104,7 @@ def prune_into(teacher, student, layers, importance, scales=None):
         sb.intermediate.bias.assign(_np(tb.intermediate.bias)[ffn])
         sb.output_dense.kernel.assign(w_out[ffn])
         sb.output_dense.bias.assign(_np(tb.output_dense.bias)[hid])
-        _norm(tb.output_norm, sb.output_norm, hid, scales.get((k, "output_norm"), 1.0))
+        _norm(tb.output_norm, sb.output_norm, hid)
 
     if teacher.pooler is not None and student.pooler is not None:
         student.pooler.kernel.assign(_np(teacher.pooler.kernel)[hid][:, hid])
@@ -151,6 +112,6 @@ def prune_into(teacher, student, layers, importance, scales=None):
     return hid
 
 
-def _norm(t, s, idx, scale=1.0):
-    s.gamma.assign(_np(t.gamma)[idx] * scale)
+def _norm(t, s, idx):
+    s.gamma.assign(_np(t.gamma)[idx])
     s.beta.assign(_np(t.beta)[idx])

@@ -76,15 +76,6 @@ def test_narrower_student_takes_the_chosen_dimensions():
     assert out.shape == (3, 10, 16) and np.isfinite(out.numpy()).all()
 
 
-def test_layernorm_scales_are_one_at_full_width():
-    teacher = build_encoder(_config())
-    _randomise(teacher)
-    scales = prune.layernorm_scales(teacher, _inputs(), [0, 2], np.arange(32))
-    assert set(scales) == {"embeddings", (0, "attention_norm"), (0, "output_norm"), (1, "attention_norm"),
-                           (1, "output_norm")}
-    np.testing.assert_allclose(list(scales.values()), 1.0, rtol=1e-6)
-
-
 @pytest.mark.parametrize("kw, layers, message", [
     (dict(hidden_size=48), [0, 1, 2], "hidden_size (48) is larger"),
     (dict(num_attention_heads=2), [0, 1, 2], "num_attention_heads (2) differs"),
